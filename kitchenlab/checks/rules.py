@@ -1,0 +1,1 @@
+"""Checks for the exercises of one notebook (filled in with that notebook)."""

@@ -1,0 +1,244 @@
+"""The pantry: ingredient bags labelled "good cake" or "burnt", generated, never downloaded.
+
+A cake is eight measured ingredients and oven settings. A hidden rule of the kitchen
+(more heat than the batter's moisture can take burns the cake; sugar caramelises and burns
+sooner) decides the label, and a few labels are flipped on purpose: real judges make
+mistakes too. Everything is deterministic given ``seed``.
+
+Shapes: N = number of cakes, F = number of features (8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+
+class Feature(NamedTuple):
+    """One ingredient on the order sheet."""
+
+    name: str
+    unit: str
+    low: float  # smallest amount the pantry hands out
+    high: float  # largest amount
+    integer: bool = False  # eggs come whole
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("flour", "g", 150.0, 350.0),
+    Feature("sugar", "g", 50.0, 250.0),
+    Feature("butter", "g", 50.0, 250.0),
+    Feature("eggs", "count", 1.0, 5.0, integer=True),
+    Feature("milk", "ml", 0.0, 250.0),
+    Feature("baking_powder", "g", 0.0, 15.0),
+    Feature("oven_temp", "°C", 140.0, 230.0),
+    Feature("bake_time", "min", 15.0, 60.0),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+FEATURE_UNITS: dict[str, str] = {f.name: f.unit for f in FEATURES}
+LABELS: tuple[str, ...] = ("burnt", "good cake")  # index = class id
+
+
+@dataclasses.dataclass(frozen=True)
+class CakeData:
+    """A table of cakes: features ``x`` (N, F) float32 and labels ``y`` (N,) int32."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __post_init__(self):
+        x, y = np.asarray(self.x), np.asarray(self.y)
+        if x.ndim != 2:
+            raise ValueError(f"x must have shape (N, F), got shape {x.shape}")
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got shape {y.shape}")
+        object.__setattr__(self, "x", x.astype(np.float32, copy=False))
+        object.__setattr__(self, "y", y.astype(np.int32, copy=False))
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def take(self, index) -> "CakeData":
+        """The cakes at ``index`` (an int array, slice or boolean mask)."""
+        return CakeData(self.x[index], self.y[index])
+
+    def as_dicts(self, n: int | None = None) -> list[dict[str, float]]:
+        """Rows as ``{ingredient: amount}`` order forms (the first ``n``)."""
+        rows = self.x if n is None else self.x[:n]
+        return [dict(zip(FEATURE_NAMES, map(float, row))) for row in rows]
+
+
+def hidden_rule(x: np.ndarray) -> np.ndarray:
+    """The kitchen's secret: 1 (good cake) unless the heat exceeds what the batter can take.
+
+    ``x`` holds raw amounts in the units of ``FEATURES``. Returns int32 labels (N,).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    flour, sugar, butter, eggs, milk, powder, temp, time = x.T
+    heat = (temp - 120.0) / 60.0 * (time / 35.0)  # how much the oven gives
+    moisture = (butter + milk + 50.0 * eggs) / flour  # how much the batter can take
+    capacity = 0.95 + 0.45 * np.sqrt(moisture) - 0.9 * sugar / flour + 0.01 * powder
+    return (heat < capacity).astype(np.int32)
+
+
+def make_cakes(n: int, *, seed: int = 0, noise: float = 0.05, drift: float = 0.0) -> CakeData:
+    """Bake ``n`` labelled cakes.
+
+    Args:
+      n: number of cakes (> 0).
+      seed: randomness of the pantry and of the label noise.
+      noise: fraction of labels flipped on purpose (the judge's bad days), in [0, 0.5).
+      drift: in [0, 1]: a new oven supplier and a sweeter clientele move the ingredient
+        distribution (hotter ovens, more sugar). 0 is the kitchen the model was trained in.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive int (number of cakes), got {n!r}")
+    if not 0.0 <= noise < 0.5:
+        raise ValueError(f"noise must be in [0, 0.5) (fraction of flipped labels), got {noise!r}")
+    if not 0.0 <= drift <= 1.0:
+        raise ValueError(f"drift must be in [0, 1], got {drift!r}")
+    rng = np.random.default_rng(seed)
+    cols = []
+    for f in FEATURES:
+        u = rng.random(n)
+        if f.name == "oven_temp":
+            u = np.clip(u + 0.35 * drift * rng.random(n), 0.0, 1.0)
+        if f.name == "sugar":
+            u = u ** (1.0 - 0.6 * drift)
+        col = f.low + u * (f.high - f.low)
+        cols.append(np.round(col) if f.integer else col)
+    x = np.stack(cols, axis=1).astype(np.float32)
+    y = hidden_rule(x)
+    flip = rng.random(n) < noise
+    y = np.where(flip, 1 - y, y)
+    return CakeData(x, y)
+
+
+class Splits(NamedTuple):
+    """The kitchen's three tables: practice (train), guest tasters (val), final judges (test)."""
+
+    train: CakeData
+    val: CakeData
+    test: CakeData
+
+
+def split(data: CakeData, *, val_fraction: float = 0.2, test_fraction: float = 0.2,
+          seed: int = 0) -> Splits:
+    """Shuffle once and cut into train / validation / test tables."""
+    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= frac < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {frac!r}")
+    n = len(data)
+    n_val, n_test = int(round(n * val_fraction)), int(round(n * test_fraction))
+    if n - n_val - n_test <= 0:
+        raise ValueError(
+            f"val_fraction + test_fraction leave no training cakes: {n} cakes, "
+            f"{n_val} validation, {n_test} test"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return Splits(
+        train=data.take(order[n_val + n_test:]),
+        val=data.take(order[:n_val]),
+        test=data.take(order[n_val:n_val + n_test]),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalizer:
+    """Measuring exact amounts: per-feature mean and spread, fitted on the training table only."""
+
+    mean: np.ndarray  # (F,)
+    std: np.ndarray  # (F,)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Normalizer":
+        x = check_features(x, "x")
+        if x.shape[0] < 2:
+            raise ValueError(f"x needs at least 2 rows to fit a normalizer, got {x.shape[0]}")
+        std = x.std(axis=0)
+        return cls(mean=x.mean(axis=0), std=np.where(std > 0, std, 1.0).astype(np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = check_features(x, "x", n_features=self.mean.shape[0])
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return (np.asarray(z) * self.std + self.mean).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalizer":
+        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+
+
+def check_features(x, name: str = "x", *, n_features: int | None = None) -> np.ndarray:
+    """Validate a feature table: a 2-D finite float array with ``n_features`` columns."""
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, F), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: shape {arr.shape}; need at least one cake")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features per cake, but the model expects {n_features}"
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf), "
+            f"first at row {row}, column {col}: {arr[row, col]}"
+        )
+    return arr
+
+
+class Kitchen(NamedTuple):
+    """Everything a lesson needs: normalized splits plus the normalizer that made them."""
+
+    train: CakeData
+    val: CakeData
+    test: CakeData
+    normalizer: Normalizer
+    raw: Splits  # the same tables in grams, °C and minutes
+
+
+def kitchen(n: int = 2000, *, seed: int = 0, noise: float = 0.05, val_fraction: float = 0.2,
+            test_fraction: float = 0.2, drift: float = 0.0) -> Kitchen:
+    """Bake, split, and normalize (fitted on train only) in one call."""
+    raw = split(make_cakes(n, seed=seed, noise=noise, drift=drift),
+                val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    norm = Normalizer.fit(raw.train.x)
+
+    def apply(d: CakeData) -> CakeData:
+        return CakeData(norm(d.x), d.y) if len(d) else d
+
+    return Kitchen(apply(raw.train), apply(raw.val), apply(raw.test), norm, raw)
+
+
+def batches(data: CakeData, batch_size: int, *, seed: int = 0,
+            drop_remainder: bool = True) -> Iterator[CakeData]:
+    """Shuffled minibatches: the cakes judged before each knob turn."""
+    check_batch_size(batch_size, len(data))
+    order = np.random.default_rng(seed).permutation(len(data))
+    stop = len(data) - (len(data) % batch_size if drop_remainder else 0)
+    for start in range(0, stop, batch_size):
+        yield data.take(order[start:start + batch_size])
+
+
+def check_batch_size(batch_size, n: int) -> int:
+    if n == 0:
+        raise ValueError("dataset is empty: need at least one cake to train on")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__} {batch_size!r}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    if batch_size > n:
+        raise ValueError(f"batch_size ({batch_size}) is larger than the dataset ({n} cakes)")
+    return int(batch_size)

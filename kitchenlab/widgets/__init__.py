@@ -1,0 +1,134 @@
+"""The control panels: sliders whose every move recomputes and redraws a plot.
+
+Each panel is three pieces, kept apart so they can be tested without a browser:
+
+* ``compute(**slider_values) -> result``: a pure function of the slider values (it calls
+  compiled kitchenlab code and never raises for a value its slider can reach);
+* ``draw(result, fig)``: matplotlib drawing only;
+* ``readout(result) -> str``: one line of HTML under the plot (the value, a verdict,
+  or a plain "exploded" message).
+
+``Panel`` wires them to ipywidgets: the figure is sent as a PNG to an ``Image`` widget, so a
+redraw replaces one image (no flicker) and a test can see that the picture changed.
+Topic panels live in submodules: ``kl.widgets.apprenticeship`` (notebook 02), ...
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import io
+import time
+import traceback
+from typing import Any, Callable
+
+_TOPICS = ("apprenticeship", "tasters", "rules", "service")
+
+
+def __getattr__(name):
+    if name in _TOPICS:
+        return importlib.import_module(f"kitchenlab.widgets.{name}")
+    raise AttributeError(f"module 'kitchenlab.widgets' has no attribute {name!r}")
+
+
+def render_png(draw: Callable[[Any, Any], None], result, *, figsize=(6.4, 3.6), dpi=80) -> bytes:
+    """Draw ``result`` on a fresh figure and return PNG bytes (no pyplot state kept)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    draw(result, fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class Panel:
+    """Sliders -> pure compute -> drawn PNG + readout. ``panel.widget`` is what a notebook shows."""
+
+    def __init__(self, compute: Callable[..., Any], draw: Callable[[Any, Any], None],
+                 readout: Callable[[Any], str], controls: dict[str, Any], *,
+                 figsize=(6.4, 3.6), css_class: str = "kl-panel"):
+        self.compute, self.draw, self.readout = compute, draw, readout
+        self.controls = controls
+        self.figsize = figsize
+        self.css_class = css_class
+        self.last_seconds: float | None = None  # compute + draw time of the last update
+        self.last_result = None
+        self._widget = None
+
+    def values(self) -> dict[str, Any]:
+        return {name: c.value for name, c in self.controls.items()}
+
+    def render(self, **values) -> tuple[Any, bytes, str]:
+        """Compute and draw for these slider values: (result, png bytes, readout html)."""
+        result = self.compute(**values)
+        png = render_png(self.draw, result, figsize=self.figsize)
+        return result, png, self.readout(result)
+
+    @property
+    def widget(self):
+        if self._widget is None:
+            self._widget = self._build()
+        return self._widget
+
+    def _build(self):
+        import ipywidgets as w
+
+        self._image = w.Image(format="png", layout=w.Layout(width="100%", max_width="640px"))
+        self._text = w.HTML()
+        self._image.add_class("kl-plot")
+        self._text.add_class("kl-readout")
+        for c in self.controls.values():
+            c.observe(self._on_change, names="value")
+        box = w.VBox(list(self.controls.values()) + [self._text, self._image])
+        box.add_class(self.css_class)
+        self._refresh()
+        return box
+
+    def _on_change(self, _change=None):
+        self._refresh()
+
+    def _refresh(self):
+        start = time.perf_counter()
+        try:
+            self.last_result, png, text = self.render(**self.values())
+            self._image.value = png
+            self._text.value = text
+        except Exception as err:  # a panel must never leave a traceback: show it plainly
+            self._text.value = (
+                '<div class="kl-error" style="color:#D55E00"><b>This panel hit an error</b>: '
+                f"{html.escape(type(err).__name__)}: {html.escape(str(err))}<pre>"
+                f"{html.escape(traceback.format_exc(limit=3))}</pre></div>")
+        self.last_seconds = time.perf_counter() - start
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def log_slider(description: str, value: float, lo_exp: float, hi_exp: float,
+               step: float = 0.25):
+    """A base-10 log slider from 10**lo_exp to 10**hi_exp (steps in the exponent)."""
+    import ipywidgets as w
+
+    return w.FloatLogSlider(value=value, base=10, min=lo_exp, max=hi_exp, step=step,
+                            description=description, continuous_update=False,
+                            readout_format=".2g", style={"description_width": "initial"},
+                            layout=w.Layout(width="520px"))
+
+
+def float_slider(description: str, value: float, lo: float, hi: float, step: float):
+    import ipywidgets as w
+
+    return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=description,
+                         continuous_update=False, style={"description_width": "initial"},
+                         layout=w.Layout(width="520px"))
+
+
+def int_slider(description: str, value: int, lo: int, hi: int, step: int = 1):
+    import ipywidgets as w
+
+    return w.IntSlider(value=value, min=lo, max=hi, step=step, description=description,
+                       continuous_update=False, style={"description_width": "initial"},
+                       layout=w.Layout(width="520px"))
