@@ -18,7 +18,9 @@ def dropout(x: jax.Array, rate, key: jax.Array) -> jax.Array:
     ``rate`` may be a traced value, so one compiled training run can be vmapped over many
     dropout rates (``nnx.Dropout`` keeps its rate as a static Python float).
     """
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    # uniform >= rate keeps a unit with probability 1 - rate; on CPU this is several times
+    # cheaper than jax.random.bernoulli inside a scanned training step (measured).
+    keep = jax.random.uniform(key, x.shape) >= rate
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 

@@ -1,0 +1,63 @@
+import ipywidgets
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from kitchenlab import plots, train, widgets  # noqa: E402
+
+
+def _history(n=5, val=True):
+    loss = np.linspace(1.0, 0.2, n)
+    return train.History(loss, 1 - loss, loss + 0.1 if val else None, 1 - loss if val else None,
+                         best_epoch=2 if val else None)
+
+
+def test_loss_curves_labels_axes_and_marks_best():
+    import matplotlib.pyplot as plt
+
+    ax = plots.loss_curves(_history(), show_best=True, title="t")
+    assert "epoch" in ax.get_xlabel() and "loss" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("best epoch (3)" in s for s in labels) and any("validation" in s for s in labels)
+    plt.close("all")
+
+
+def _panel(compute):
+    return widgets.Panel(
+        compute=compute,
+        draw=lambda r, fig: fig.add_subplot().plot([0, 1], [0, r]),
+        readout=lambda r: f"value = {r:.3g}",
+        controls={"x": widgets.log_slider("x", 1.0, -2, 2)},
+    )
+
+
+def test_panel_renders_png_and_updates_on_slider_moves():
+    panel = _panel(lambda x: x * 2)
+    result, png, text = panel.render(x=3.0)
+    assert result == 6.0 and png[:8] == b"\x89PNG\r\n\x1a\n" and text == "value = 6"
+    box = panel.widget
+    assert isinstance(box, ipywidgets.VBox)
+    first = panel._image.value
+    panel.controls["x"].value = 10.0
+    assert panel._image.value != first and panel._text.value == "value = 20"
+    assert panel.last_seconds is not None
+
+
+def test_panel_shows_errors_instead_of_raising():
+    def broken(x):
+        raise RuntimeError("oven on fire")
+
+    panel = _panel(broken)
+    box = panel.widget  # must not raise
+    assert "kl-error" in panel._text.value and "oven on fire" in panel._text.value
+    assert box is not None
+
+
+@pytest.mark.parametrize("factory,args", [(widgets.float_slider, ("d", 0.5, 0, 1, 0.1)),
+                                          (widgets.int_slider, ("d", 2, 1, 5)),
+                                          (widgets.log_slider, ("d", 0.1, -3, 1))])
+def test_slider_factories(factory, args):
+    s = factory(*args)
+    assert s.description == "d" and s.continuous_update is False
