@@ -22,7 +22,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests \
 	    --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	    notebooks notebooks/solutions
+	    notebooks
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests -m "not browser"

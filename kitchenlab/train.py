@@ -299,6 +299,12 @@ def _history(records, best_epoch, bad_step, config: TrainConfig, steps_per_epoch
 
 
 def _check_data(model, train: CakeData, val: CakeData | None, config: TrainConfig):
+    if getattr(model, "laminated", False):
+        raise TypeError("model is a laminated Service: it refuses to be trained. Get a "
+                        "trainable copy with kl.serve.load_model(folder)")
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be a flax nnx.Module (e.g. kl.models.MLP), "
+                        f"got {type(model).__name__}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if not isinstance(train, CakeData):
