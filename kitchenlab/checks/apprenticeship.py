@@ -1,1 +1,85 @@
-"""Checks for the exercises of one notebook (filled in with that notebook)."""
+"""Checks for notebook 02 (the apprenticeship): a good learning rate, clipping by hand, the sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kitchenlab.checks import Feedback, close
+
+
+def check_learning_rate(learning_rate, kitchen=None, *, target: float = 0.2) -> bool:
+    """Does plain SGD at ``learning_rate`` reach train loss < ``target`` in 20 days, calmly?
+
+    Uses notebook 02's plan (``kl.widgets.apprenticeship.default_config()``), so it reuses the
+    compiled run the notebook already has.
+    """
+    from kitchenlab.widgets.apprenticeship import lr_curves
+
+    fb = Feedback("A learning rate for plain SGD")
+    try:
+        lr = float(learning_rate)
+    except (TypeError, ValueError):
+        fb.expect(False, "", f"learning_rate should be a positive number, got {learning_rate!r}")
+        return fb.done()
+    if not np.isfinite(lr) or lr <= 0:
+        fb.expect(False, "", f"learning_rate must be > 0 and finite, got {learning_rate!r}")
+        return fb.done()
+    r = lr_curves(lr, kitchen=kitchen)
+    h = r.history
+    if h.diverged:
+        fb.expect(False, "", f"at {lr:.3g} the run exploded at step {h.diverged_at_step}: "
+                  "too bold, try 10× smaller")
+        return fb.done()
+    final = float(h.train_loss[-1])
+    fb.expect(final < target, f"train loss {final:.3f} < {target} after {h.epochs} epochs",
+              f"train loss {final:.3f} is not below {target}"
+              + (": too timid, try a bigger rate" if lr < 0.3 else ": too bold, it thrashes"))
+    return fb.done()
+
+
+def check_clip_by_global_norm(fn) -> bool:
+    """``fn(grads, max_norm) -> grads``: scale the whole tree down when its global norm is too big."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    fb = Feedback("The gas-valve cap, by hand")
+    grads = {"hidden": {"kernel": jnp.full((2, 3), 3.0), "bias": jnp.array([4.0, 0.0, -1.0])},
+             "head": jnp.array([[-2.0], [1.0]])}
+    ok_all = True
+    for max_norm in (1.0, 100.0):  # one cap that bites, one that does not
+        tx = optax.clip_by_global_norm(max_norm)
+        want, _ = tx.update(grads, tx.init(grads))
+        try:
+            got = fn(grads, max_norm)
+        except Exception as err:
+            fb.expect(False, "", f"calling it raised {type(err).__name__}: {err}")
+            return fb.done()
+        if jax.tree.structure(got) != jax.tree.structure(want):
+            fb.expect(False, "", "return a tree shaped like grads (jax.tree.map)")
+            return fb.done()
+        ok_all &= all(close(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))
+    fb.expect(ok_all, "matches optax.clip_by_global_norm, above and below the cap",
+              "norm = sqrt(sum of every squared entry of every leaf); if norm > max_norm, "
+              "multiply every leaf by max_norm / norm, else leave it alone")
+    return fb.done()
+
+
+def check_best_learning_rate(answer, sweep) -> bool:
+    """``answer``: the swept learning rate with the lowest final validation loss."""
+    fb = Feedback("The best of the 16 kitchens")
+    lrs = np.asarray(sweep.values["learning_rate"])
+    final = np.where(np.asarray(sweep.diverged_at_step) > 0, np.inf, sweep.val_loss[:, -1])
+    want = float(lrs[int(np.argmin(final))])
+    if answer is None:
+        fb.expect(False, "", "answer is still None: look at sweep.val_loss[:, -1]")
+        return fb.done()
+    try:
+        given = float(answer)
+    except (TypeError, ValueError):
+        fb.expect(False, "", f"answer should be a number, got {answer!r}")
+        return fb.done()
+    fb.expect(close(given, want, rtol=1e-3), f"learning rate {want:.3g}",
+              f"{given:.3g} is not it: take np.argmin of the last epoch's validation loss, "
+              "skipping runs that exploded, and index sweep.values['learning_rate']")
+    return fb.done()

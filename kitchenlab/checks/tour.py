@@ -1,1 +1,66 @@
-"""Checks for the exercises of one notebook (filled in with that notebook)."""
+"""Checks for notebook 00 (the kitchen tour): the analogy map and a first jitted function."""
+
+from __future__ import annotations
+
+from kitchenlab.checks import Feedback, close
+
+# kitchen phrase -> accepted ML names (lower case). The full map is DESIGN.md's table.
+ANALOGY: dict[str, tuple[str, ...]] = {
+    "safety cap on the gas valve": ("gradient clipping", "clipping", "grad clipping",
+                                    "clip_by_global_norm", "gradient norm clipping"),
+    "guest tasters who give no notes": ("validation set", "validation", "validation data",
+                                        "val set", "held-out set"),
+    "pre-measured spice packets": ("quantization", "int8 quantization", "int8",
+                                   "quantisation"),
+    "the judge's notes on every step": ("backpropagation", "gradients", "gradient", "backprop",
+                                        "jax.grad", "grad"),
+    "whipped cream kept in the fridge": ("kv cache", "key-value cache", "kv-cache"),
+    "how boldly knobs are turned": ("learning rate", "step size", "lr", "eta", "η"),
+}
+
+
+def check_analogy(answers) -> bool:
+    """``answers`` maps kitchen phrases (keys of ``ANALOGY``) to the ML names they stand for."""
+    fb = Feedback("The analogy map")
+    if not isinstance(answers, dict):
+        fb.expect(False, "", f"answers should be a dict {{kitchen phrase: ML name}}, "
+                  f"got {type(answers).__name__}")
+        return fb.done()
+    for phrase, accepted in ANALOGY.items():
+        if phrase not in answers:
+            continue
+        given = answers[phrase]
+        if given is None:
+            fb.expect(False, "", f"{phrase!r}: still None — find it in the map above")
+            continue
+        ok = str(given).strip().lower() in accepted
+        fb.expect(ok, f"{phrase!r} is {accepted[0]}",
+                  f"{phrase!r}: {given!r} is not it — look for the row in the map")
+    if not fb.lines:
+        fb.expect(False, "", "no known kitchen phrase among the keys: copy them from the cell")
+    return fb.done()
+
+
+def check_oven_converter(fn) -> bool:
+    """``fn``: a ``jax.jit``-compiled function turning °F into °C, element-wise."""
+    import jax.numpy as jnp
+
+    fb = Feedback("The oven-dial converter")
+    if not callable(fn):
+        fb.expect(False, "", f"expected a function, got {type(fn).__name__} — define it with def")
+        return fb.done()
+    fb.expect(hasattr(fn, "lower"), "it is jit-compiled",
+              "wrap it with jax.jit (as a decorator @jax.jit or fn = jax.jit(fn))")
+    fahrenheit = jnp.array([212.0, 356.0, 392.0, 428.0])
+    want = jnp.array([100.0, 180.0, 200.0, 220.0])
+    try:
+        got = fn(fahrenheit)
+    except Exception as err:  # a learner's bug is feedback, not a crash
+        fb.expect(False, "", f"calling it on an array raised {type(err).__name__}: {err}")
+        return fb.done()
+    fb.expect(getattr(got, "shape", None) == fahrenheit.shape, "one answer per oven",
+              f"expected shape {fahrenheit.shape}, got {getattr(got, 'shape', None)}")
+    fb.expect(close(got, want, rtol=1e-4, atol=1e-3),
+              "212 °F → 100 °C, 356 °F → 180 °C: correct",
+              "°C = (°F − 32) × 5 / 9; check the order of the operations")
+    return fb.done()

@@ -1,0 +1,250 @@
+"""The apprenticeship panels (notebook 02): how boldly the sous-chef turns the knobs.
+
+Two panels, each a slider whose every move retrains the model and redraws its loss curve:
+
+* ``learning_rate_panel(kitchen)``: control ``learning_rate`` (log slider, 1e-4 ... 10).
+  Too small: the loss barely moves (stuck). Sensible: it falls. Too big: it zig-zags
+  (overshoot). The largest: it explodes, and the plot and readout say "exploded at step N".
+* ``clip_panel(kitchen)``: control ``clip_norm`` (log slider, 0.01 ... 100), the safety cap
+  on the gas valve, at a learning rate that explodes without it (10 by default).
+
+Time a panel the way the benchmark does: one warm-up ``panel.render(learning_rate=0.1)``
+(the only compile), then ``panel.render(learning_rate=...)`` / ``panel.render(clip_norm=...)``.
+The control names are the keyword names of ``render``.
+
+The compute functions ``lr_curves`` and ``clip_curves`` are pure functions of the slider
+value (plus fixed keyword arguments). They call ``kl.train.fit(fused=True)``, in which the
+learning rate and the clip norm are traced: every slider position reuses one compiled run.
+Plain SGD runs as the "momentum" optimizer with momentum 0 (the update is then exactly
+``-lr * g``), so SGD and momentum share that compiled run too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import html
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from kitchenlab import plots
+from kitchenlab.config import TrainConfig
+from kitchenlab.widgets import Panel, log_slider
+
+LR_RANGE = (-4.0, 1.0)  # learning-rate slider: 10**-4 ... 10**1
+CLIP_RANGE = (-2.0, 2.0)  # clip-norm slider: 0.01 ... 100
+FIGSIZE = (6.4, 3.4)  # inches; drawn at 80 dpi
+OPTIMIZER_NAMES = {"sgd": "SGD", "momentum": "SGD + momentum", "adam": "Adam", "adamw": "AdamW"}
+
+
+def default_config(optimizer: str = "sgd", **changes) -> TrainConfig:
+    """The apprenticeship plan notebook 02 and its panels share: 20 days, 64 cakes per turn.
+
+    ``optimizer="sgd"`` gives the "momentum" optimizer with ``momentum=0.0``: the same
+    update as plain SGD, compiled once for SGD and momentum alike (momentum is traced).
+    """
+    base = TrainConfig(optimizer="momentum", momentum=0.0, learning_rate=0.1, epochs=20,
+                       batch_size=64)
+    if optimizer == "sgd":
+        return base.replace(**changes)
+    if optimizer == "momentum":
+        return base.replace(momentum=0.9).replace(**changes)
+    return base.replace(optimizer=optimizer).replace(**changes)
+
+
+def format_value(value: float) -> str:
+    """How a slider value is written everywhere (readout, title): 3 significant digits."""
+    return f"{float(value):.3g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Curves:
+    """What one slider position produced: the training diary and a verdict in words."""
+
+    name: str  # the slider's quantity, e.g. "learning rate"
+    value: float  # the slider value
+    optimizer: str  # display name of the sous-chef
+    history: object  # kl.train.History of the run
+    start_loss: float  # judge's score before the first knob turn
+    verdict: str  # "stuck", "learning", "overshooting", "ruined" or "exploded"
+    steps_per_epoch: int = 1  # knob turns per day of baking
+    epochs: int = 20  # days of baking planned (the x-axis length)
+    baseline: object = None  # optional second History to compare with (e.g. no clipping)
+    baseline_label: str = ""
+    context: str = ""  # fixed settings worth naming in the title, e.g. " at learning rate 10"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} = {format_value(self.value)}"
+
+
+def _kitchen(kitchen):
+    if kitchen is None:
+        from kitchenlab.data import kitchen as make_kitchen
+
+        kitchen = make_kitchen()
+    return kitchen
+
+
+def verdict(history, start: float) -> str:
+    """One word for a loss curve: exploded, ruined, stuck, overshooting or learning."""
+    if history.diverged:
+        return "exploded"
+    loss = np.asarray(history.train_loss, dtype=float)
+    if loss.size == 0 or not np.all(np.isfinite(loss)):
+        return "exploded"
+    if loss[-1] > 1.1 * start:
+        return "ruined"  # finite, but worse than before training: knobs slammed too far
+    if start - loss[-1] < 0.15 * start:
+        return "stuck"  # less than 15 % better after every day of baking
+    if loss.size > 1 and np.max(loss[1:] / loss[:-1]) > 1.25:
+        return "overshooting"  # some day ended 25 % worse than the day before
+    return "learning"
+
+
+VERDICT_WORDS = {
+    "stuck": "stuck: the knobs barely move, the loss hardly falls",
+    "learning": "learning: the loss falls steadily",
+    "overshooting": "overshooting: turns so bold the loss jumps back up on some days",
+    "ruined": "ruined: finite, but worse than before training (knobs slammed too far)",
+    "exploded": "exploded",
+}
+
+
+def _train(kitchen, config: TrainConfig, model_seed: int):
+    """(History, loss before training) of a fresh model trained with ``config``."""
+    import jax.numpy as jnp
+
+    from kitchenlab.models import make_mlp
+    from kitchenlab.train import cross_entropy, fit
+
+    model = make_mlp(seed=model_seed)
+    start = float(cross_entropy(model(jnp.asarray(kitchen.train.x)), jnp.asarray(kitchen.train.y)))
+    return fit(model, kitchen.train, kitchen.val, config, fused=True), start
+
+
+def lr_curves(learning_rate: float, *, kitchen=None, optimizer: str = "sgd",
+              config: TrainConfig | None = None, model_seed: int = 0) -> Curves:
+    """Train a fresh model at ``learning_rate`` and judge the curve. Never raises on divergence.
+
+    ``config`` (default ``default_config(optimizer)``) fixes everything but the rate.
+    """
+    kitchen = _kitchen(kitchen)
+    config = config or default_config(optimizer)
+    lr = float(learning_rate)
+    history, start = _train(kitchen, config.replace(learning_rate=lr), model_seed)
+    return Curves("learning rate", lr, _display(config), history, start, verdict(history, start),
+                  steps_per_epoch=len(kitchen.train) // config.batch_size, epochs=config.epochs)
+
+
+def clip_curves(clip_norm: float, *, kitchen=None, learning_rate: float = 10.0,
+                optimizer: str = "sgd", config: TrainConfig | None = None,
+                model_seed: int = 0, baseline=None) -> Curves:
+    """Train at a bold ``learning_rate`` with gradients capped at global norm ``clip_norm``.
+
+    ``baseline`` is the same run without a cap (computed when not given; a panel computes
+    it once and passes it in).
+    """
+    kitchen = _kitchen(kitchen)
+    config = (config or default_config(optimizer)).replace(learning_rate=float(learning_rate))
+    if baseline is None:
+        baseline = _train(kitchen, config.replace(clip_norm=None), model_seed)[0]
+    history, start = _train(kitchen, config.replace(clip_norm=float(clip_norm)), model_seed)
+    return Curves("clip norm", float(clip_norm), _display(config), history, start,
+                  verdict(history, start), steps_per_epoch=len(kitchen.train) // config.batch_size,
+                  epochs=config.epochs, baseline=baseline,
+                  baseline_label="no cap (same learning rate)",
+                  context=f" at learning rate {format_value(learning_rate)}")
+
+
+def _display(config: TrainConfig) -> str:
+    if config.optimizer == "momentum" and config.momentum == 0.0:
+        return "SGD"
+    return OPTIMIZER_NAMES[config.optimizer]
+
+
+def _exploded_text(history) -> str:
+    return f"exploded at step {history.diverged_at_step}"
+
+
+def draw(result: Curves, fig) -> None:
+    """Loss per epoch; a plain message where a run exploded.
+
+    Drawn on one hand-placed axis (linear scale, no layout engine): a slider redraw must stay
+    well under the 0.3 s budget, and layout engines and log-scale tick labels cost most of it.
+    """
+    fig.set_layout_engine("none")
+    ax = fig.add_axes((0.1, 0.15, 0.87, 0.74))
+    h = result.history
+    curves = [h.train_loss, h.val_loss] if h.epochs else []
+    ax.axhline(result.start_loss, color=plots.PALETTE["muted"], ls=":", lw=1.2,
+               label="before training")
+    b = result.baseline
+    if b is not None and b.epochs:
+        ax.plot(np.arange(1, b.epochs + 1), b.train_loss, color=plots.PALETTE["muted"],
+                lw=1.5, label=result.baseline_label)
+        curves.append(b.train_loss)
+    if h.epochs:
+        epochs = np.arange(1, h.epochs + 1)
+        ax.plot(epochs, h.train_loss, color=plots.PALETTE["train"], lw=2,
+                label="train (practice cakes)")
+        ax.plot(epochs, h.val_loss, color=plots.PALETTE["val"], lw=1.5, ls="--",
+                label="validation (guest tasters)")
+    top = max([1.2] + [float(np.max(c)) * 1.05 for c in curves if len(c)])
+    ax.set_ylim(0.0, min(top, 3.0))
+    ax.set_xlim(0.5, result.epochs + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch (day of baking)")
+    ax.set_ylabel("loss (judge's score)")
+    ax.set_title(f"{result.optimizer}{result.context}, {result.label}: {result.verdict}")
+    ax.legend(loc="upper right", fontsize=8)
+    notes = []
+    if h.diverged:
+        notes.append(_exploded_text(h) + " (loss became NaN/inf)")
+    if b is not None and b.diverged:
+        notes.append("without a cap: " + _exploded_text(b))
+    if notes:
+        plots.message_panel(ax, "\n".join(notes))
+
+
+def readout(result: Curves) -> str:
+    """One line of HTML: the slider value, the verdict, the numbers behind it."""
+    h = result.history
+    parts = [f"<b>{html.escape(result.label)}</b>", html.escape(result.optimizer + result.context)]
+    if h.diverged:
+        parts.append(f'<span style="color:#D55E00"><b>{_exploded_text(h)}</b></span> '
+                     f"(epoch {(h.diverged_at_step - 1) // result.steps_per_epoch + 1}): "
+                     "loss became NaN/inf. Learning rate too bold?")
+    else:
+        parts.append(f"{VERDICT_WORDS[result.verdict]}; train loss "
+                     f"{result.start_loss:.3f} → {h.train_loss[-1]:.3f} after {h.epochs} "
+                     f"epochs, validation accuracy {h.val_accuracy[-1]:.1%}")
+    if result.baseline is not None:
+        b = result.baseline
+        parts.append("without a cap: " + (_exploded_text(b) if b.diverged
+                                          else f"train loss {b.train_loss[-1]:.3f}"))
+    return '<span class="kl-value">' + " · ".join(parts) + "</span>"
+
+
+def learning_rate_panel(kitchen=None, *, optimizer: str = "sgd",
+                        config: TrainConfig | None = None, value: float = 0.1,
+                        model_seed: int = 0) -> Panel:
+    """A log slider for the learning rate, retraining and redrawing on every move."""
+    kitchen = _kitchen(kitchen)
+    compute = functools.partial(lr_curves, kitchen=kitchen, optimizer=optimizer,
+                                config=config, model_seed=model_seed)
+    slider = log_slider("learning rate η (how boldly knobs turn)", value, *LR_RANGE, 0.25)
+    return Panel(compute, draw, readout, {"learning_rate": slider}, figsize=FIGSIZE)
+
+
+def clip_panel(kitchen=None, *, learning_rate: float = 10.0, optimizer: str = "sgd",
+               config: TrainConfig | None = None, value: float = 0.1,
+               model_seed: int = 0) -> Panel:
+    """A log slider for the gradient-norm cap at a learning rate that explodes without it."""
+    kitchen = _kitchen(kitchen)
+    cfg = (config or default_config(optimizer)).replace(learning_rate=float(learning_rate))
+    baseline = _train(kitchen, cfg.replace(clip_norm=None), model_seed)[0]  # computed once
+    compute = functools.partial(clip_curves, kitchen=kitchen, learning_rate=learning_rate,
+                                config=cfg, model_seed=model_seed, baseline=baseline)
+    slider = log_slider("clip norm (cap on the gas valve)", value, *CLIP_RANGE, 0.25)
+    return Panel(compute, draw, readout, {"clip_norm": slider}, figsize=FIGSIZE)
