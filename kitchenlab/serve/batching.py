@@ -1,0 +1,136 @@
+"""One oven tray: many cakes baked together cost little more than one.
+
+* ``batch_sweep``: latency and throughput (orders/s) of the whole pipeline for tray sizes
+  1 ... 1024, each size compiled ahead of time.
+* ``OrderQueue``: the pass between dining room and kitchen. Orders wait until the tray is
+  full (``max_batch``) or the oldest order has waited ``max_wait`` seconds, then the whole
+  tray is served. ``replay`` runs a stream of timed arrivals through it: the arrival clock
+  is simulated (seeded, so runs are comparable) but every tray is really served and its
+  measured time advances the clock (a trace-driven replay, as serving papers do).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Sequence
+
+import numpy as np
+
+POWERS_OF_TWO = tuple(2 ** k for k in range(11))  # 1 ... 1024
+
+
+def batch_sweep(service, x_raw: np.ndarray, *, batch_sizes: Sequence[int] = POWERS_OF_TWO,
+                repeats: int = 25) -> list[dict]:
+    """Median latency and throughput of ``service.predict`` per tray size.
+
+    ``x_raw`` (N, F) raw orders with N >= max(batch_sizes). Each row: ``batch``,
+    ``latency_s`` (one tray, whole pipeline), ``throughput`` (orders per second).
+    """
+    x_raw = np.asarray(x_raw, np.float32)
+    if x_raw.ndim != 2 or x_raw.shape[0] < max(batch_sizes):
+        raise ValueError(f"x_raw must have shape (N, F) with N >= {max(batch_sizes)}, "
+                         f"got {x_raw.shape}")
+    service.compile(batch_sizes)
+    trays = {b: x_raw[:b] for b in batch_sizes}
+    for tray in trays.values():
+        service.predict(tray)  # warm caches outside the timing
+    times: dict[int, list[float]] = {b: [] for b in batch_sizes}
+    for _ in range(repeats):  # round-robin, so a noisy moment hits every size alike
+        for b, tray in trays.items():
+            t0 = time.perf_counter()
+            service.predict(tray)
+            times[b].append(time.perf_counter() - t0)
+    rows = []
+    for b in batch_sizes:
+        latency = statistics.median(times[b])
+        rows.append({"batch": b, "latency_s": latency, "throughput": b / latency})
+    return rows
+
+
+def poisson_arrivals(n: int, rate: float, *, seed: int = 0) -> np.ndarray:
+    """Arrival times (s) of ``n`` orders arriving at random at ``rate`` orders/s."""
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0 orders per second, got {rate}")
+    return np.cumsum(np.random.default_rng(seed).exponential(1.0 / rate, n))
+
+
+@dataclasses.dataclass
+class QueueReport:
+    """What the guests experienced: per-order latency and how full the trays were."""
+
+    max_batch: int
+    max_wait: float  # seconds
+    latencies: np.ndarray  # (N,) seconds from arrival to plated result
+    tray_sizes: np.ndarray  # (number of trays,)
+    throughput: float  # orders served per second of (replayed) service time
+    labels: np.ndarray  # (N,) predicted label ids, in arrival order
+
+    @property
+    def p50(self) -> float:
+        return float(np.percentile(self.latencies, 50))
+
+    @property
+    def p95(self) -> float:
+        return float(np.percentile(self.latencies, 95))
+
+    @property
+    def mean_tray(self) -> float:
+        return float(self.tray_sizes.mean())
+
+    def __str__(self) -> str:
+        return (f"max_batch {self.max_batch:>4}, max_wait {self.max_wait * 1e3:5.2f} ms: "
+                f"p50 {self.p50 * 1e3:7.2f} ms, p95 {self.p95 * 1e3:7.2f} ms, "
+                f"{self.throughput:9,.0f} orders/s, mean tray {self.mean_tray:5.1f}")
+
+
+class OrderQueue:
+    """Group incoming orders into trays of up to ``max_batch``, waiting at most ``max_wait`` s.
+
+    Trays are padded up to the next compiled size (powers of two up to ``max_batch``) so
+    odd tray sizes never trigger a compile while guests wait.
+    """
+
+    def __init__(self, service, *, max_batch: int = 64, max_wait: float = 0.002):
+        if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
+            raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+        if not isinstance(max_wait, (int, float)) or not 0.0 <= max_wait < float("inf"):
+            raise ValueError(f"max_wait must be a finite number of seconds >= 0, got {max_wait!r}")
+        self.service, self.max_batch, self.max_wait = service, int(max_batch), float(max_wait)
+        self.buckets = tuple(sorted({b for b in POWERS_OF_TWO if b < max_batch} | {int(max_batch)}))
+        service.compile(self.buckets)
+
+    def serve_tray(self, x_raw: np.ndarray) -> np.ndarray:
+        """Serve one tray (k, F) raw orders, padded to a compiled size; label ids (k,)."""
+        k = x_raw.shape[0]
+        x = self.service.preprocess(x_raw)
+        size = next(b for b in self.buckets if b >= k)
+        if size > k:  # pad with mean orders (zeros after normalization), drop them after
+            x = np.concatenate([x, np.zeros((size - k, x.shape[1]), np.float32)])
+        return self.service.postprocess(self.service.forward(x)[:k]).label_ids
+
+    def replay(self, x_raw: np.ndarray, arrivals: np.ndarray) -> QueueReport:
+        """Serve orders ``x_raw`` (N, F) arriving at times ``arrivals`` (N,) seconds, sorted."""
+        x_raw = self.service.measure(x_raw)
+        arrivals = np.asarray(arrivals, np.float64)
+        n = x_raw.shape[0]
+        if arrivals.shape != (n,) or np.any(np.diff(arrivals) < 0):
+            raise ValueError(f"arrivals must be sorted times with shape ({n},), got shape "
+                             f"{arrivals.shape}")
+        latencies, labels, trays = np.empty(n), np.empty(n, np.int64), []
+        free_at, i = arrivals[0], 0
+        while i < n:
+            full = i + self.max_batch - 1  # the order that would fill the tray
+            t_full = arrivals[full] if full < n else np.inf
+            t_send = max(min(arrivals[i] + self.max_wait, t_full), free_at)
+            j = min(int(np.searchsorted(arrivals, t_send, side="right")), i + self.max_batch)
+            j = max(j, i + 1)
+            t0 = time.perf_counter()
+            labels[i:j] = self.serve_tray(x_raw[i:j])
+            done = t_send + (time.perf_counter() - t0)
+            latencies[i:j] = done - arrivals[i:j]
+            trays.append(j - i)
+            free_at, i = done, j
+        return QueueReport(self.max_batch, self.max_wait, latencies, np.asarray(trays),
+                           throughput=n / (free_at - arrivals[0]), labels=labels)

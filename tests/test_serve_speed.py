@@ -1,0 +1,72 @@
+"""kl.serve compile modes and batching: correctness of the measurements (not their speed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kitchenlab as kl
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    kitchen = kl.data.kitchen(200, seed=0)
+    model = kl.models.make_mlp(kl.config.MLPConfig.tiny(), seed=0)
+    folder = kl.serve.laminate(model, tmp_path_factory.mktemp("s") / "chef",
+                               normalizer=kitchen.normalizer)
+    return kl.serve.open_restaurant(folder, batch_sizes=()), kitchen
+
+
+def test_compile_modes_agree_and_report(service):
+    svc, kitchen = service
+    rows = kl.serve.compare_compile_modes(svc, kitchen.test.x[:4], trials=1, repeats=3,
+                                          eager_repeats=1)
+    assert [r["mode"] for r in rows] == ["eager (op by op)", "jax.jit", "AOT lower().compile()"]
+    np.testing.assert_array_equal(rows[1]["logits"], rows[2]["logits"])
+    np.testing.assert_allclose(rows[0]["logits"], rows[1]["logits"], rtol=1e-5, atol=1e-6)
+    assert rows[2]["setup_s"] > 0 and rows[2]["flops"] > 0
+    assert all(r["first_s"] > 0 and r["steady_s"] > 0 for r in rows)
+
+
+def test_batch_sweep_rows(service):
+    svc, kitchen = service
+    rows = kl.serve.batch_sweep(svc, kitchen.raw.train.x, batch_sizes=(1, 8), repeats=2)
+    assert [r["batch"] for r in rows] == [1, 8]
+    for r in rows:
+        assert r["throughput"] == pytest.approx(r["batch"] / r["latency_s"])
+    assert set(svc.compiled_batch_sizes) >= {1, 8}
+    with pytest.raises(ValueError, match="N >= 1024"):
+        kl.serve.batch_sweep(svc, kitchen.raw.train.x[:10])
+
+
+def test_queue_groups_orders_and_keeps_order(service):
+    svc, kitchen = service
+    x = kitchen.raw.train.x[:50]
+    expected = svc.predict(x).label_ids
+    # everyone arrives at once: trays fill to max_batch
+    report = kl.serve.OrderQueue(svc, max_batch=8, max_wait=1.0).replay(x, np.zeros(50))
+    assert report.tray_sizes.tolist() == [8] * 6 + [2]
+    np.testing.assert_array_equal(report.labels, expected)
+    # orders far apart: nobody waits for company, every tray has one cake
+    spread = np.arange(50) * 10.0
+    report = kl.serve.OrderQueue(svc, max_batch=8, max_wait=0.001).replay(x, spread)
+    assert report.tray_sizes.tolist() == [1] * 50
+    assert report.p95 < 1.0 and report.p50 <= report.p95
+    np.testing.assert_array_equal(report.labels, expected)
+    # a wait limit is honoured: latency <= wait + service time
+    arrivals = kl.serve.poisson_arrivals(50, 100.0, seed=0)
+    report = kl.serve.OrderQueue(svc, max_batch=64, max_wait=0.005).replay(x, arrivals)
+    assert report.tray_sizes.sum() == 50 and report.tray_sizes.max() > 1
+    assert "orders/s" in str(report)
+
+
+def test_queue_rejects_bad_settings(service):
+    svc, kitchen = service
+    with pytest.raises(ValueError, match="max_batch"):
+        kl.serve.OrderQueue(svc, max_batch=0)
+    with pytest.raises(ValueError, match="max_wait"):
+        kl.serve.OrderQueue(svc, max_wait=-1.0)
+    with pytest.raises(ValueError, match="sorted"):
+        kl.serve.OrderQueue(svc, max_batch=2).replay(kitchen.raw.train.x[:3], [2.0, 1.0, 3.0])
+    with pytest.raises(ValueError, match="rate"):
+        kl.serve.poisson_arrivals(3, 0.0)
