@@ -1,0 +1,87 @@
+"""Sliders tried as a learner would: JupyterLab in headless Chromium, Run All, then keys.
+
+Every notebook with a panel is one ``SliderCase`` below (data only; ``notebook`` is a glob
+in notebooks/, so a renamed topic still matches); ``check_slider`` does the work. Keys: Home/End jump to the ends, PageUp/PageDown move 5 steps, arrows one step.
+A notebook that has not landed yet is skipped with its path in the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from labdriver import Move, Rapid, SliderCase, check_slider
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.browser
+
+# The fixture: learning rate 10**-3 ... 10**1 in steps of 10**0.25, starting at 0.01;
+# gradient descent on w**2 explodes above a learning rate of 1.
+FIXTURE = SliderCase(
+    id="fixture_panel",
+    notebook="_browser_fixtures/fixture_panel.ipynb",
+    slider="learning rate",
+    moves=(Move(("Home",), r"learning rate = 0\.001\b", "small"),
+           Move(("PageUp", "PageUp"), r"learning rate = 0\.32\b", "middle"),
+           Move(("End",), r"learning rate = 10\b.*exploded", "largest")),
+    rapid=Rapid("ArrowRight", 10, r"learning rate = 0\.32\b", start=("Home",)),
+)
+
+# One entry per course notebook with a panel (03, 04, 06-09 join as they land).
+NOTEBOOK_CASES = [
+    # learning rate 10**-4 ... 10**1 in steps of 10**0.25, written with 3 significant digits.
+    SliderCase(
+        id="02_apprenticeship",
+        notebook="02_*.ipynb",
+        slider="learning rate η",
+        moves=(Move(("Home",), r"learning rate = 0\.0001\b", "small"),
+               Move(("PageUp", "PageUp"), r"learning rate = 0\.0316\b", "middle"),
+               Move(("End",), r"learning rate = 10\b.*exploded", "largest")),
+        rapid=Rapid("ArrowRight", 10, r"learning rate = 0\.0316\b", start=("Home",)),
+    ),
+    # model size: a selection slider over widths 1, 2, 4, 8, 16, 32 (starts at 32).
+    SliderCase(
+        id="03_tasters",
+        notebook="03_*.ipynb",
+        slider="model size",
+        moves=(Move(("Home",), r"width 1\b", "small"),
+               Move(("ArrowRight",) * 3, r"width 8\b", "middle"),
+               Move(("End",), r"width 32\b", "largest")),
+        rapid=Rapid("ArrowRight", 10, r"width 32\b", start=("Home",)),
+    ),
+]
+
+
+def _run(case, lab_page, lab_server, out_dir, record_report):
+    report = check_slider(lab_page, lab_server, case, out_dir)
+    record_report(report)
+    print(f"{case.id}: run-all {report.run_all_s:.1f} s, median key press -> new plot "
+          f"{report.median_s:.3f} s over {len(report.latencies_s)} presses; "
+          f"screenshots in {out_dir}")
+
+
+def test_fixture_panel(lab_page, lab_server, out_dir, record_report):
+    _run(FIXTURE, lab_page, lab_server, out_dir, record_report)
+
+
+def test_broken_callback_fails(lab_page, lab_server, out_dir):
+    """The check itself: a panel whose compute raises must make check_slider fail."""
+    src = lab_server.root / FIXTURE.notebook
+    broken = src.with_name("fixture_panel_broken.ipynb")
+    broken.write_text(src.read_text().replace("BREAK_ABOVE = None", "BREAK_ABOVE = 0.1"))
+    case = dataclasses.replace(FIXTURE, id="fixture_broken", rapid=None,
+                               notebook=str(broken.relative_to(lab_server.root)))
+    with pytest.raises(AssertionError, match="panel shows an error.*deliberately broken"):
+        check_slider(lab_page, lab_server, case, out_dir)
+
+
+@pytest.mark.parametrize("case", NOTEBOOK_CASES, ids=lambda c: c.id)
+def test_notebook_slider(case, request, out_dir, record_report):
+    found = sorted((REPO / "notebooks").glob(case.notebook))
+    if not found:
+        pytest.skip(f"notebooks/{case.notebook} has not landed yet")
+    case = dataclasses.replace(case, notebook=found[0].name)
+    lab_page, lab_server = request.getfixturevalue("lab_page"), request.getfixturevalue("lab_server")
+    _run(case, lab_page, lab_server, out_dir, record_report)
