@@ -72,7 +72,7 @@ class TrainConfig:
     schedule: str = "constant"  # how the learning rate changes over training: SCHEDULES
     warmup_epochs: int = 0  # for "warmup_cosine": epochs of linear warm-up
     clip_norm: float | None = None  # safety cap on the gas valve: max global gradient norm
-    weight_decay: float = 0.0  # decoupled decay (AdamW) or L2 fine, see ``l2``
+    weight_decay: float = 0.0  # decoupled decay of the kernels (AdamW); 0 with "adamw" means 1e-4
     l2: float = 0.0  # L2 penalty added to the loss (the "fine in the judge's score")
     dropout: float | None = None  # overrides the model's dropout rate when set
     patience: int | None = None  # early stopping: epochs without validation gain before stopping

@@ -51,6 +51,7 @@ class Hyper(NamedTuple):
     weight_decay: jax.Array  # decoupled decay (the AdamW way)
     l2: jax.Array  # L2 penalty added to the loss (the classic way)
     dropout: jax.Array  # rate of switched-off hidden units while training
+    adaptive: jax.Array = 1.0  # 1: Adam's per-knob step sizes; 0: SGD/momentum direction
 
 
 def hyper(config: TrainConfig, model_dropout: float = 0.0) -> Hyper:
@@ -60,11 +61,12 @@ def hyper(config: TrainConfig, model_dropout: float = 0.0) -> Hyper:
         wd = 1e-4  # optax's default for AdamW
     return Hyper(
         learning_rate=jnp.float32(config.learning_rate),
-        momentum=jnp.float32(config.momentum),
+        momentum=jnp.float32(config.momentum if config.optimizer == "momentum" else 0.0),
         clip_norm=jnp.float32(np.inf if config.clip_norm is None else config.clip_norm),
         weight_decay=jnp.float32(wd),
         l2=jnp.float32(config.l2),
         dropout=jnp.float32(model_dropout if config.dropout is None else config.dropout),
+        adaptive=jnp.float32(config.optimizer in ("adam", "adamw")),
     )
 
 
@@ -84,12 +86,19 @@ def lr_schedule(config: TrainConfig, learning_rate, steps_per_epoch: int) -> opt
     return lambda step: learning_rate * shape(step)
 
 
+def _kernels_only(params):
+    """Mask for weight decay: the fine is for big knobs (kernels), not for offsets (biases)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "kernel" in jax.tree_util.keystr(path), params)
+
+
 def make_optimizer(name: str, hp: Hyper, schedule: optax.Schedule | None = None
                    ) -> optax.GradientTransformation:
     """The sous-chef, composed from optax pieces the way optax builds its own optimizers.
 
     clip (gas-valve cap) -> direction (plain / momentum / Adam) -> decoupled weight decay
-    -> scale by the (scheduled) learning rate.
+    on the kernels (so "adam" with ``weight_decay > 0`` is AdamW) -> scale by the
+    (scheduled) learning rate.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
@@ -98,9 +107,38 @@ def make_optimizer(name: str, hp: Hyper, schedule: optax.Schedule | None = None
         parts.append(optax.trace(decay=hp.momentum))
     elif name in ("adam", "adamw"):
         parts.append(optax.scale_by_adam())
-    parts.append(optax.add_decayed_weights(hp.weight_decay))
+    parts.append(optax.add_decayed_weights(hp.weight_decay, mask=_kernels_only))
     parts.append(optax.scale_by_learning_rate(schedule or hp.learning_rate))
     return optax.chain(*parts)
+
+
+def _switchable_direction(hp: Hyper) -> optax.GradientTransformation:
+    """Momentum (SGD when momentum = 0) or Adam, chosen by the traced ``hp.adaptive``.
+
+    Both directions are computed and one is selected, so every sous-chef shares one compiled
+    training program: on a CPU each compile costs seconds, the extra arithmetic microseconds.
+    The selected update is exactly what ``make_optimizer`` would give (tested).
+    """
+    sgd_like, adam = optax.trace(decay=hp.momentum), optax.scale_by_adam()
+
+    def init(params):
+        return sgd_like.init(params), adam.init(params)
+
+    def update(grads, state, params=None):
+        u_sgd, s_sgd = sgd_like.update(grads, state[0], params)
+        u_adam, s_adam = adam.update(grads, state[1], params)
+        pick = jnp.asarray(hp.adaptive) > 0.5
+        return jax.tree.map(lambda a, b: jnp.where(pick, b, a), u_sgd, u_adam), (s_sgd, s_adam)
+
+    return optax.GradientTransformation(init, update)
+
+
+def make_fused_optimizer(hp: Hyper, schedule: optax.Schedule | None = None
+                         ) -> optax.GradientTransformation:
+    """``make_optimizer`` with the sous-chef chosen by ``hp`` (traced) instead of by name."""
+    return optax.chain(optax.clip_by_global_norm(hp.clip_norm), _switchable_direction(hp),
+                       optax.add_decayed_weights(hp.weight_decay, mask=_kernels_only),
+                       optax.scale_by_learning_rate(schedule or hp.learning_rate))
 
 
 # ---------------------------------------------------------------- one step
@@ -134,8 +172,8 @@ def train_step(graphdef, tx, params, opt_state, x, y, key, hp: Hyper):
 @functools.partial(jax.jit, static_argnames=("graphdef",))
 def eval_step(graphdef, params, x, y, hp: Hyper):
     """Guest tasting: loss and accuracy without dropout or updates."""
-    loss, logits = loss_fn(params, graphdef, x, y, key=None, hp=hp)
-    return {"loss": loss, "accuracy": accuracy(logits, y)}
+    logits = nnx.merge(graphdef, params)(x)  # the L2 fine is a training rule, not the taste
+    return {"loss": cross_entropy(logits, y), "accuracy": accuracy(logits, y)}
 
 
 def nnx_train_step(model: nnx.Module, optimizer: nnx.Optimizer, x, y):
@@ -164,11 +202,11 @@ def _shuffle_batches(key, x, y, batch_size: int):
 def static_part(config: TrainConfig) -> TrainConfig:
     """``config`` with every traced field reset: the compile cache key.
 
-    Learning rate, momentum, clip norm, weight decay, L2, dropout and seed reach the
-    compiled run as arrays, so moving their sliders reuses one compiled function.
+    The optimizer, learning rate, momentum, clip norm, weight decay, L2, dropout and seed
+    reach the compiled run as arrays, so changing them reuses one compiled function.
     """
-    return config.replace(learning_rate=1.0, momentum=0.9, clip_norm=None, weight_decay=0.0,
-                          l2=0.0, dropout=None, seed=0)
+    return config.replace(optimizer="adam", learning_rate=1.0, momentum=0.9, clip_norm=None,
+                          weight_decay=0.0, l2=0.0, dropout=None, seed=0)
 
 
 def _finite_tree(tree) -> jax.Array:
@@ -191,7 +229,7 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
     to the step itself: per-step selects over all knobs cost ~30 % of a small model's run.
     """
     steps_per_epoch = x.shape[0] // batch_size
-    tx = make_optimizer(config.optimizer, hp, lr_schedule(config, hp.learning_rate, steps_per_epoch))
+    tx = make_fused_optimizer(hp, lr_schedule(config, hp.learning_rate, steps_per_epoch))
     patience = config.patience if config.patience is not None else config.epochs + 1
     zero = jnp.int32(0)
 
@@ -207,14 +245,15 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
 
     def epoch_body(carry, epoch_key):
         params, opt_state, bad_step, step, best, since_best, stopped = carry
+        bad_before = bad_step
         k_shuffle, k_drop = jax.random.split(epoch_key)
         xb, yb = _shuffle_batches(k_shuffle, x, y, batch_size)
         keys = jax.random.split(k_drop, xb.shape[0])
         (new_params, new_opt, bad_step, step), _ = jax.lax.scan(
             batch_body, (params, opt_state, bad_step, step), (xb, yb, keys))
         # knobs that went non-finite on the epoch's last turn: diverged there
-        bad_step = jnp.where((bad_step < 0) & ~_finite_tree(new_params) & ~stopped,
-                             step - 1, bad_step)
+        bad_step = jnp.where((bad_step < 0) & ~_finite_tree(new_params), step - 1, bad_step)
+        bad_step = jnp.where(stopped, bad_before, bad_step)  # epochs after a stop never diverge
         roll_back = stopped | (bad_step >= 0)  # keep the knobs from before this epoch
         params = _where_tree(roll_back, params, new_params)
         opt_state = _where_tree(roll_back, opt_state, new_opt)

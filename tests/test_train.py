@@ -36,13 +36,38 @@ def test_cross_entropy_matches_the_formula():
 def test_composed_optimizers_equal_optax(name, reference):
     hp = train.hyper(TrainConfig(optimizer=name, learning_rate=0.1))
     ours, ref = train.make_optimizer(name, hp), reference(0.1)
-    params = {"w": jnp.array([1.0, -2.0, 3.0])}
+    params = {"kernel": jnp.array([1.0, -2.0, 3.0])}  # a kernel: weight decay applies
     s1, s2 = ours.init(params), ref.init(params)
     for g in ([0.5, 0.1, -0.3], [0.2, -0.4, 0.1], [1.0, 1.0, 1.0]):
-        grads = {"w": jnp.array(g)}
+        grads = {"kernel": jnp.array(g)}
         u1, s1 = ours.update(grads, s1, params)
         u2, s2 = ref.update(grads, s2, params)
-        np.testing.assert_allclose(u1["w"], u2["w"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(u1["kernel"], u2["kernel"], rtol=1e-5, atol=1e-7)
+
+
+def test_weight_decay_spares_the_biases():
+    hp = train.hyper(TrainConfig(optimizer="sgd", learning_rate=1.0, weight_decay=0.5))
+    tx = train.make_optimizer("sgd", hp)
+    params = {"kernel": jnp.ones(2), "bias": jnp.ones(2)}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    np.testing.assert_allclose(updates["kernel"], [-0.5, -0.5])
+    np.testing.assert_allclose(updates["bias"], [0.0, 0.0])
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw"])
+def test_fused_switchable_optimizer_equals_the_named_one(name):
+    hp = train.hyper(TrainConfig(optimizer=name, learning_rate=0.1, clip_norm=1.0))
+    ours, ref = train.make_fused_optimizer(hp), train.make_optimizer(name, hp)
+    params = {"kernel": jnp.array([1.0, -2.0, 3.0]), "bias": jnp.array([0.5])}
+    s1, s2 = ours.init(params), ref.init(params)
+    for g in ([0.5, 0.1, -0.3], [0.2, -0.4, 0.1], [3.0, 1.0, 1.0]):
+        grads = {"kernel": jnp.array(g), "bias": jnp.array([0.1])}
+        u1, s1 = ours.update(grads, s1, params)
+        u2, s2 = ref.update(grads, s2, params)
+        for name in params:
+            np.testing.assert_allclose(u1[name], u2[name], rtol=1e-6, atol=1e-8)
+        params = optax.apply_updates(params, u1)
 
 
 def test_clipping_caps_the_global_norm():
@@ -66,11 +91,13 @@ def test_schedules(schedule):
         assert first == pytest.approx(0.1) and last < 0.01
 
 
-def test_fit_learns_and_fused_equals_loop(kitchen):
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_fit_learns_and_fused_equals_loop(kitchen, optimizer):
+    cfg = CFG.replace(optimizer=optimizer, learning_rate=1e-2 if optimizer == "adam" else 0.3)
     a, b = models.make_mlp(MLPConfig.tiny(), seed=0), models.make_mlp(MLPConfig.tiny(), seed=0)
-    ha = train.fit(a, kitchen.train, kitchen.val, CFG, fused=True)
+    ha = train.fit(a, kitchen.train, kitchen.val, cfg, fused=True)
     seen = []
-    hb = train.fit(b, kitchen.train, kitchen.val, CFG, fused=False,
+    hb = train.fit(b, kitchen.train, kitchen.val, cfg, fused=False,
                    on_epoch=lambda e, m: seen.append(e))
     assert seen == list(range(CFG.epochs))
     assert ha.epochs == CFG.epochs and not ha.diverged and ha.message == "trained 8 epochs"

@@ -1,0 +1,368 @@
+"""Guest tasters and house rules: many small apprenticeships in one compiled, vmapped call.
+
+Notebooks 03 and 04 need dozens of training runs that differ in model size, amount of
+training data, dropout, weight decay and L2. Different widths mean different array shapes,
+and every shape costs an XLA compile (2-5 s on a laptop CPU), so the runs here share ONE
+shape and differ only in traced arrays:
+
+* **Model size by masking.** Every run uses the same max-width MLP (``kl.models.MLP``).
+  A run of width ``w`` zeroes the weights into and out of hidden units ``w..H-1`` at the
+  start. A ReLU unit with all-zero weights outputs 0 and gets an exactly-zero gradient
+  (``relu'(0) = 0`` in JAX), so Adam, weight decay and L2 leave it at 0 forever: the run
+  *is* a width-``w`` MLP, not an approximation. Kernels after the first layer are rescaled
+  by ``sqrt(H / w)`` so the init is LeCun-normal for fan-in ``w``, as for a real width-w net.
+  (Tested against a real width-w MLP. With dropout > 0 the burners are drawn from an
+  (N, H) random table, so a masked run sees a different, equally random dropout pattern.)
+* **Data size by weights.** The training table is padded to the largest size; a run on
+  ``n`` cakes gives weight 1 to the first ``n`` rows and 0 to the rest (the smaller sets are
+  nested inside the bigger ones). The loss is the weighted mean, so it equals the loss on
+  the first ``n`` rows exactly.
+* **Dropout, weight decay, L2, learning rate** travel in ``kl.train.Hyper`` (traced).
+
+Each run is full-batch Adam (one knob turn per epoch, on every practice cake): no shuffling
+noise, so curves are smooth and a (width, size) grid is a clean experiment. The honest cost:
+a masked width-2 run or a 25-cake run does the arithmetic of the biggest one. That is the
+price of one compile; ``run_many`` vmaps K runs into one call, ``run_one`` is the same run
+compiled without the batch axis (the "cell by cell" baseline and the live slider).
+
+Shapes: K runs, N padded training cakes, V validation cakes, H max width, E recorded epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from kitchenlab.config import OPTIMIZERS, MLPConfig, TrainConfig, _check_finite, _check_positive_int
+from kitchenlab.data import CakeData, kitchen
+from kitchenlab.models import make_mlp
+from kitchenlab.train import Hyper, hyper, make_optimizer
+
+AXES = ("width", "n_train", "dropout", "weight_decay", "l2", "learning_rate")
+LEARNING_RATE = 3e-3  # default peak step size (TrainConfig's default), traced like the rest
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The static part of every run here: changing any field recompiles."""
+
+    max_width: int = 32  # hidden units per layer of the shared (masked) MLP
+    depth: int = 2  # hidden layers
+    epochs: int = 200  # full-batch knob turns (each sees every practice cake once)
+    record_every: int = 5  # epochs between two points on the learning curves
+    optimizer: str = "adam"  # the sous-chef ("adam" here; weight decay is decoupled, AdamW-style)
+    seed: int = 0  # initial knobs and dropout randomness
+
+    def __post_init__(self):
+        _check_positive_int("max_width", self.max_width)
+        _check_positive_int("depth", self.depth)
+        _check_positive_int("epochs", self.epochs)
+        _check_positive_int("record_every", self.record_every)
+        if self.epochs % self.record_every:
+            raise ValueError(f"record_every ({self.record_every}) must divide epochs ({self.epochs})")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        _check_positive_int("seed", self.seed, minimum=0)
+
+    @classmethod
+    def tiny(cls) -> "RunConfig":
+        return cls(max_width=8, epochs=20, record_every=5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pantry:
+    """Practice cakes padded to the biggest size, the guest tasters, and the final judges."""
+
+    train: CakeData  # (N, F): a run on n cakes uses the first n rows
+    val: CakeData  # (V, F): guest tasters: scores only, never trained on
+    test: CakeData  # final judges: tasted once, at the very end
+
+    def __post_init__(self):
+        if len(self.val) == 0:
+            raise ValueError("val is empty: the validation split has 0 cakes; guest tasters "
+                             "are needed to see overfitting (use a larger val table)")
+        if len(self.train) == 0:
+            raise ValueError("train is empty: need at least one practice cake")
+
+
+def pantry(n_train: int = 400, n_val: int = 400, n_test: int = 400, *, noise: float = 0.1,
+           seed: int = 0) -> Pantry:
+    """Bake practice, guest-taster and final-judge tables (normalized on practice cakes)."""
+    _check_positive_int("n_train", n_train, minimum=2)
+    for name, value in (("n_val", n_val), ("n_test", n_test)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1 (a split of size 0 cannot taste "
+                             f"anything), got {value!r}")
+    n = n_train + n_val + n_test
+    k = kitchen(n, seed=seed, noise=noise, val_fraction=n_val / n, test_fraction=n_test / n)
+    return Pantry(train=k.train, val=k.val, test=k.test)
+
+
+def flip_labels(y: np.ndarray, fraction: float, *, seed: int = 0) -> np.ndarray:
+    """The judge's bad days: flip a ``fraction`` of the (binary) labels, chosen by ``seed``."""
+    fraction = _check_finite("fraction", fraction, low=0.0, high=1.0)
+    rng = np.random.default_rng(seed)
+    flip = rng.permutation(len(y))[: int(round(fraction * len(y)))]
+    y = np.array(y, dtype=np.int32)
+    y[flip] = 1 - y[flip]
+    return y
+
+
+# ---------------------------------------------------------------- the two masks
+def mask_width(params, width, max_width: int):
+    """Switch off hidden units ``width..max_width-1`` (zero weights in and out) and rescale.
+
+    ``width`` may be traced. Returns params of the same structure as the max-width MLP.
+    """
+    width = jnp.asarray(width, jnp.float32)
+    on = (jnp.arange(max_width) < width).astype(jnp.float32)  # (H,)
+    scale = jnp.sqrt(max_width / width)  # LeCun-normal for fan-in `width`
+
+    def one(path, p):
+        name = jax.tree_util.keystr(path)
+        if "hidden" in name and "bias" in name:
+            return p * on
+        if "hidden" in name and "kernel" in name:
+            if "[0]" in name:  # (F, H): inputs are the 8 ingredients, never masked
+                return p * on[None, :]
+            return p * on[:, None] * on[None, :] * scale
+        if "head" in name and "kernel" in name:  # (H, C)
+            return p * on[:, None] * scale
+        return p
+
+    return jax.tree_util.tree_map_with_path(one, params)
+
+
+def example_weights(n, n_max: int) -> jax.Array:
+    """Weight 1 for the first ``n`` practice cakes, 0 for the padding. (N,)"""
+    return (jnp.arange(n_max) < n).astype(jnp.float32)
+
+
+def weighted_loss(params, graphdef, x, y, weights, *, key, hp: Hyper):
+    """``kl.train.loss_fn`` with per-cake weights: the mean over the cakes that count."""
+    model = nnx.merge(graphdef, params)
+    logits = model(x, dropout_key=key, dropout_rate=hp.dropout)  # (N, C)
+    per_cake = optax.softmax_cross_entropy_with_integer_labels(logits, y)  # (N,)
+    loss = jnp.sum(weights * per_cake) / jnp.maximum(jnp.sum(weights), 1.0)
+    penalty = sum(0.5 * jnp.sum(p ** 2) for path, p in jax.tree_util.tree_leaves_with_path(params)
+                  if "kernel" in jax.tree_util.keystr(path))
+    return loss + hp.l2 * penalty, (loss, logits)
+
+
+def _taste(params, graphdef, x, y, weights):
+    """Pure judge's score and accuracy, every burner on (no dropout, no L2 fine)."""
+    logits = nnx.merge(graphdef, params)(x)
+    per_cake = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    hit = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+    total = jnp.maximum(jnp.sum(weights), 1.0)
+    return jnp.sum(weights * per_cake) / total, jnp.sum(weights * hit) / total
+
+
+def _run(graphdef, config: RunConfig, params, width, n, y, hp: Hyper, x, xv, yv, key):
+    """One full-batch apprenticeship; returns final params and curves (E+1 points each)."""
+    params = mask_width(params, width, config.max_width)
+    w = example_weights(n, x.shape[0])
+    tx = make_optimizer(config.optimizer, hp)
+    grad_fn = jax.grad(weighted_loss, has_aux=True)
+
+    def step(carry, k):  # one epoch = one knob turn on all practice cakes
+        params, opt_state = carry
+        grads, _ = grad_fn(params, graphdef, x, y, w, key=k, hp=hp)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), None
+
+    def record(params):
+        tr, va = _taste(params, graphdef, x, y, w), _taste(params, graphdef, xv, yv, jnp.ones_like(yv, jnp.float32))
+        return jnp.stack([tr[0], tr[1], va[0], va[1]])
+
+    def chunk(carry, k):  # scan inside scan: record_every epochs, then taste once
+        carry, _ = jax.lax.scan(step, carry, jax.random.split(k, config.record_every))
+        return carry, record(carry[0])
+
+    n_chunks = config.epochs // config.record_every
+    first = record(params)
+    (params, _), rec = jax.lax.scan(chunk, (params, tx.init(params)), jax.random.split(key, n_chunks))
+    rec = jnp.concatenate([first[None], rec])  # (E+1, 4)
+    return params, rec
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config"))
+def _run_one(graphdef, config, params, width, n, y, hp, x, xv, yv, key):
+    return _run(graphdef, config, params, width, n, y, hp, x, xv, yv, key)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config"))
+def _run_many(graphdef, config, params, width, n, y, hp, x, xv, yv, key):
+    # vmap: K runs become one program with a leading K axis on every array -> one compile
+    return jax.vmap(lambda wd, nn, yy, h: _run(graphdef, config, params, wd, nn, yy, h, x, xv, yv, key)
+                    )(width, n, y, hp)
+
+
+# ---------------------------------------------------------------- public runs
+@dataclasses.dataclass
+class Runs:
+    """K apprenticeships side by side: settings (K,) and curves (K, E+1), epoch 0 = untrained."""
+
+    values: dict[str, np.ndarray]  # every axis of AXES, each (K,)
+    epochs: np.ndarray  # (E+1,) epoch number of each recorded point
+    train_loss: np.ndarray  # pure cross-entropy on the practice cakes that count
+    train_accuracy: np.ndarray
+    val_loss: np.ndarray  # guest tasters: never trained on, no dropout, no L2 fine
+    val_accuracy: np.ndarray
+    params: object  # final knobs, each leaf with a leading K axis (masked units stay 0)
+
+    def __len__(self) -> int:
+        return self.train_loss.shape[0]
+
+    @property
+    def gap(self) -> np.ndarray:
+        """Generalization gap (K,): final train accuracy minus final validation accuracy."""
+        return self.train_accuracy[:, -1] - self.val_accuracy[:, -1]
+
+    @property
+    def best_epoch(self) -> np.ndarray:
+        """(K,) recorded epoch with the lowest validation loss (where early stopping would land)."""
+        return self.epochs[np.argmin(self.val_loss, axis=1)]
+
+    def index(self, **values) -> int:
+        """Row of the run whose settings match ``values`` (e.g. ``width=32, n_train=100``)."""
+        hit = np.ones(len(self), bool)
+        for name, v in values.items():
+            if name not in self.values:
+                raise ValueError(f"unknown setting {name!r}; choose from {tuple(self.values)}")
+            hit &= np.isclose(self.values[name], v)
+        if not hit.any():
+            raise ValueError(f"no run with {values}")
+        return int(np.argmax(hit))
+
+    def kernels(self, k: int) -> np.ndarray:
+        """All hidden and head kernel entries of run ``k`` that are switched on (flat)."""
+        width = int(self.values["width"][k])
+        out = []
+        for path, p in jax.tree_util.tree_leaves_with_path(self.params):
+            name = jax.tree_util.keystr(path)
+            if "kernel" not in name:
+                continue
+            a = np.asarray(p[k])
+            rows = a.shape[0] if ("hidden" in name and "[0]" in name) else width
+            cols = a.shape[1] if "head" in name else width
+            out.append(a[:rows, :cols].ravel())
+        return np.concatenate(out)
+
+
+def _axis(name: str, value, config: RunConfig, n_max: int) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.size == 0:
+        raise ValueError(f"{name} must list at least one value, got an empty sequence")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} values must be finite, got {arr.tolist()}")
+    if name == "width" and (np.any(arr < 1) | np.any(arr > config.max_width) | np.any(arr % 1)):
+        raise ValueError(f"width values must be whole numbers in [1, {config.max_width}] "
+                         f"(RunConfig.max_width), got {arr.tolist()}")
+    if name == "n_train" and (np.any(arr < 1) | np.any(arr > n_max) | np.any(arr % 1)):
+        raise ValueError(f"n_train values must be whole numbers in [1, {n_max}] (the practice "
+                         f"table's size), got {arr.tolist()}")
+    if name == "dropout" and np.any((arr < 0) | (arr >= 1)):
+        raise ValueError(f"dropout values must be in [0, 1), got {arr.tolist()}")
+    if name in ("weight_decay", "l2") and np.any(arr < 0):
+        raise ValueError(f"{name} values must be >= 0, got {arr.tolist()}")
+    if name == "learning_rate" and np.any(arr <= 0):
+        raise ValueError(f"learning_rate values must be > 0, got {arr.tolist()}")
+    return arr
+
+
+def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict):
+    if not isinstance(pantry_, Pantry):
+        raise TypeError(f"pantry must be a Pantry (kl.regularize.pantry()), got {type(pantry_).__name__}")
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
+    unknown = set(settings) - set(AXES)
+    if unknown:
+        raise ValueError(f"unknown setting {sorted(unknown)}; choose from {AXES}")
+    n_max = len(pantry_.train)
+    defaults = {"width": config.max_width, "n_train": n_max, "dropout": 0.0,
+                "weight_decay": 0.0, "l2": 0.0, "learning_rate": LEARNING_RATE}
+    vals = {a: _axis(a, settings.get(a, defaults[a]), config, n_max) for a in AXES}
+    sizes = {a: v.size for a, v in vals.items() if v.size > 1}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"settings must have equal lengths (or be single values), got {sizes}")
+    k = max(sizes.values(), default=1)
+    vals = {a: np.broadcast_to(v, (k,)).copy() for a, v in vals.items()}
+    y = pantry_.train.y if labels is None else np.asarray(labels, np.int32)
+    if y.shape == (n_max,):
+        y = np.broadcast_to(y, (k, n_max))
+    if y.shape != (k, n_max) or y.min() < 0 or y.max() > 1:
+        raise ValueError(f"labels must be 0/1 with shape ({n_max},) or ({k}, {n_max}), "
+                         f"got shape {y.shape}")
+    # Every Hyper field as a (K,) float array: the swept ones from `vals`, the others
+    # (momentum, clip norm, ...) at kl.train.hyper's defaults for this optimizer.
+    defaults_hp = hyper(TrainConfig(optimizer=config.optimizer))
+    hp = Hyper(**{f: jnp.asarray(vals[f], jnp.float32) if f in vals else
+                  jnp.full((k,), jnp.asarray(getattr(defaults_hp, f), jnp.float32))
+                  for f in Hyper._fields})
+    width_k, n_k = jnp.asarray(vals["width"], jnp.float32), jnp.asarray(vals["n_train"], jnp.float32)
+    graphdef, params = _initial(config)
+    data = (pantry_.train.x, pantry_.val.x, pantry_.val.y, jax.random.key(config.seed))
+    return vals, graphdef, params, width_k, n_k, jnp.asarray(y), hp, data
+
+
+@functools.lru_cache(maxsize=8)
+def _initial(config: RunConfig):
+    """The shared max-width model's structure and starting knobs (made once per config)."""
+    return nnx.split(make_mlp(MLPConfig(width=config.max_width, depth=config.depth), seed=config.seed))
+
+
+def trained_model(runs: "Runs", k: int, config: RunConfig = RunConfig()):
+    """Run ``k``'s final knobs in a ``kl.models.MLP`` (max width; switched-off units are 0)."""
+    graphdef, _ = _initial(config)
+    return nnx.merge(graphdef, jax.tree.map(lambda a: a[k], runs.params))
+
+
+def _runs(vals, config, params, rec) -> Runs:
+    rec = np.asarray(rec)
+    epochs = np.arange(rec.shape[1]) * config.record_every
+    return Runs(values=vals, epochs=epochs, train_loss=rec[..., 0], train_accuracy=rec[..., 1],
+                val_loss=rec[..., 2], val_accuracy=rec[..., 3], params=params)
+
+
+def run_many(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, **settings) -> Runs:
+    """K runs in ONE vmapped call. Settings from ``AXES``, each a value or K values.
+
+    Example: ``run_many(p, width=[4, 64], n_train=[50, 50])``. Build grids with
+    ``grid(...)``. One compile serves every call with the same K and table shapes.
+    """
+    vals, graphdef, params, width, n, y, hp, (x, xv, yv, key) = _prepare(pantry_, config, labels, settings)
+    final, rec = _run_many(graphdef, config, params, width, n, y, hp, x, xv, yv, key)
+    return _runs(vals, config, final, rec)
+
+
+def run_one(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, **settings) -> Runs:
+    """One run (single values), compiled without the K axis: the live slider's answer.
+
+    Same numbers as the matching row of ``run_many`` (up to float rounding), returned as a
+    ``Runs`` with K = 1.
+    """
+    vals, graphdef, params, width, n, y, hp, (x, xv, yv, key) = _prepare(pantry_, config, labels, settings)
+    if len(vals["width"]) != 1:
+        raise ValueError(f"run_one takes single values; use run_many for {len(vals['width'])} runs")
+    final, rec = _run_one(graphdef, config, params, width[0], n[0], y[0],
+                          jax.tree.map(lambda a: a[0], hp), x, xv, yv, key)
+    return _runs(vals, config, jax.tree.map(lambda a: a[None], final), np.asarray(rec)[None])
+
+
+def grid(**axes) -> dict[str, np.ndarray]:
+    """Every combination of two (or more) axes, flattened row-major: ready for ``run_many``.
+
+    ``grid(width=[4, 64], n_train=[50, 100, 200])`` gives 6 runs; reshape results with
+    ``.reshape(len(width), len(n_train))``.
+    """
+    if not axes:
+        raise ValueError(f"grid needs at least one axis from {AXES}")
+    mesh = np.meshgrid(*[np.asarray(v, np.float64).reshape(-1) for v in axes.values()], indexing="ij")
+    return {name: m.ravel() for name, m in zip(axes, mesh)}

@@ -1,0 +1,169 @@
+"""kl.regularize: masked widths and weighted data sizes are exact, vmapped = one by one,
+bad settings give clear errors; plus the regularization options of config.py / train.py."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import kitchenlab as kl
+from kitchenlab import regularize as rg
+from kitchenlab.config import MLPConfig, TrainConfig
+
+CFG = rg.RunConfig(max_width=16, epochs=20, record_every=5)
+CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+@pytest.fixture(scope="module")
+def pantry():
+    return rg.pantry(n_train=64, n_val=48, n_test=16, noise=0.1, seed=0)
+
+
+def _same_curves(a, b, atol=1e-5):
+    for name in CURVES:
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=atol, err_msg=name)
+
+
+def test_masked_width_equals_a_real_narrow_mlp(pantry):
+    """Width 8 inside a 16-wide masked MLP == a real 8-wide MLP started from the same knobs."""
+    vals, g16, p16, _, n, y, hp, (x, xv, yv, key) = rg._prepare(pantry, CFG, None, {"width": 8})
+    hp1 = jax.tree.map(lambda a: a[0], hp)
+    _, rec16 = rg._run_one(g16, CFG, p16, 8.0, n[0], y[0], hp1, x, xv, yv, key)
+    start = rg.mask_width(p16, 8, 16)  # what the masked run starts from
+    cfg8 = rg.RunConfig(max_width=8, epochs=20, record_every=5)
+    g8, p8 = nnx.split(kl.models.make_mlp(MLPConfig(width=8, depth=2)))
+    sub = jax.tree.map(lambda small, big: big[tuple(slice(0, s) for s in small.shape)], p8, start)
+    _, rec8 = rg._run_one(g8, cfg8, sub, 8.0, n[0], y[0], hp1, x, xv, yv, key)
+    np.testing.assert_allclose(np.asarray(rec16), np.asarray(rec8), atol=1e-5)
+
+
+def test_switched_off_units_stay_exactly_zero(pantry):
+    r = rg.run_many(pantry, CFG, width=[3, 16], dropout=0.5, weight_decay=0.5, l2=0.01)
+    params = jax.tree.map(lambda a: np.asarray(a[0]), r.params)
+    assert np.all(params["hidden"][0]["kernel"][:, 3:] == 0)
+    assert np.all(params["hidden"][0]["bias"][3:] == 0)
+    assert np.all(params["hidden"][1]["kernel"][3:, :] == 0)
+    assert np.all(params["hidden"][1]["kernel"][:, 3:] == 0)
+    assert np.all(params["head"]["kernel"][3:, :] == 0)
+    assert np.any(params["hidden"][1]["kernel"][:3, :3] != 0)
+    assert r.kernels(0).size == 8 * 3 + 3 * 3 + 3 * 2
+    assert r.kernels(1).size == 8 * 16 + 16 * 16 + 16 * 2
+
+
+def test_example_weights_equal_training_on_the_first_rows(pantry):
+    padded = rg.run_one(pantry, CFG, n_train=40)
+    cut = rg.Pantry(train=pantry.train.take(slice(0, 40)), val=pantry.val, test=pantry.test)
+    _same_curves(padded, rg.run_one(cut, CFG))
+
+
+def test_run_many_rows_equal_run_one(pantry):
+    cells = rg.grid(dropout=[0.0, 0.5], weight_decay=[0.0, 1.0])
+    many = rg.run_many(pantry, CFG, **cells)
+    assert len(many) == 4 and many.train_loss.shape == (4, CFG.epochs // CFG.record_every + 1)
+    for k in (0, 3):
+        one = rg.run_one(pantry, CFG, dropout=cells["dropout"][k],
+                         weight_decay=cells["weight_decay"][k])
+        for name in CURVES:
+            np.testing.assert_allclose(getattr(one, name)[0], getattr(many, name)[k], atol=1e-4)
+    assert many.index(dropout=0.5, weight_decay=1.0) == 3
+
+
+def test_runs_learn_and_report(pantry):
+    r = rg.run_one(pantry, CFG, learning_rate=1e-2)
+    assert r.epochs[0] == 0 and r.epochs[-1] == CFG.epochs
+    assert r.train_loss[0, -1] < r.train_loss[0, 0]
+    assert np.isfinite(r.gap).all() and r.best_epoch.shape == (1,)
+
+
+def test_labels_per_run_and_flip_labels(pantry):
+    y = pantry.train.y
+    flipped = rg.flip_labels(y, 0.25, seed=1)
+    assert (flipped != y).mean() == pytest.approx(0.25, abs=1 / len(y))
+    r = rg.run_many(pantry, CFG, width=[16, 16], labels=np.stack([y, flipped]))
+    assert not np.allclose(r.train_loss[0], r.train_loss[1])
+
+
+@pytest.mark.parametrize("settings,match", [
+    ({"dropout": 1.0}, "dropout values must be in \\[0, 1\\)"),
+    ({"dropout": -0.1}, "dropout"),
+    ({"weight_decay": -1e-3}, "weight_decay values must be >= 0"),
+    ({"l2": -1.0}, "l2 values must be >= 0"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"width": 0}, "width"), ({"width": 17}, "width"), ({"width": 2.5}, "width"),
+    ({"n_train": 0}, "n_train"), ({"n_train": 65}, "n_train"),
+    ({"width": [2, 4], "dropout": [0.1, 0.2, 0.3]}, "equal lengths"),
+    ({"momentum": 0.5}, "unknown setting"),
+    ({"dropout": []}, "at least one value"),
+    ({"dropout": float("nan")}, "finite"),
+])
+def test_bad_settings_raise_clear_errors(pantry, settings, match):
+    with pytest.raises(ValueError, match=match):
+        rg.run_many(pantry, CFG, **settings)
+
+
+def test_bad_tables_and_configs(pantry):
+    with pytest.raises(ValueError, match="n_val must be an int >= 1"):
+        rg.pantry(n_train=64, n_val=0)
+    with pytest.raises(ValueError, match="validation split has 0 cakes"):
+        rg.Pantry(train=pantry.train, val=pantry.val.take(slice(0, 0)), test=pantry.test)
+    with pytest.raises(ValueError, match="labels must be 0/1"):
+        rg.run_many(pantry, CFG, labels=np.zeros(3, np.int32))
+    with pytest.raises(ValueError, match="record_every"):
+        rg.RunConfig(epochs=10, record_every=3)
+    with pytest.raises(TypeError, match="pantry must be a Pantry"):
+        rg.run_one(pantry.train, CFG)
+    with pytest.raises(ValueError, match="run_one takes single values"):
+        rg.run_one(pantry, CFG, dropout=[0.1, 0.2])
+    with pytest.raises(ValueError, match="fraction"):
+        rg.flip_labels(pantry.train.y, 1.5)
+
+
+# ---------------------------------------------------------------- config.py / train.py options
+@pytest.mark.parametrize("make,match", [
+    (lambda: MLPConfig(dropout=1.0), "dropout must be < 1.0"),
+    (lambda: MLPConfig(dropout=-0.2), "dropout must be >= 0.0"),
+    (lambda: TrainConfig(dropout=1.0), "dropout must be < 1.0"),
+    (lambda: TrainConfig(weight_decay=-1e-4), "weight_decay must be >= 0.0"),
+    (lambda: TrainConfig(l2=-1.0), "l2 must be >= 0.0"),
+    (lambda: TrainConfig(patience=0), "patience must be >= 1"),
+    (lambda: TrainConfig(patience=2.5), "patience must be an int"),
+])
+def test_regularization_options_are_validated(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+@pytest.fixture(scope="module")
+def kitchen():
+    return kl.data.kitchen(300, seed=0)
+
+
+def test_fit_rejects_an_empty_validation_split(kitchen):
+    empty = kl.data.kitchen(300, seed=0, val_fraction=0.0)
+    model = kl.models.make_mlp(MLPConfig(width=8, depth=1))
+    with pytest.raises(ValueError, match="validation split has 0 cakes"):
+        kl.train.fit(model, empty.train, empty.val, TrainConfig(epochs=2))
+    with pytest.raises(ValueError, match="patience .* needs a validation set"):
+        kl.train.fit(model, kitchen.train, None, TrainConfig(epochs=2, patience=2))
+
+
+def test_fit_early_stopping_restores_the_best_weights(kitchen):
+    small = kitchen.train.take(slice(0, 60))
+    model = kl.models.make_mlp(MLPConfig(width=32, depth=2))
+    config = TrainConfig(learning_rate=1e-2, epochs=60, batch_size=20, patience=5)
+    history = kl.train.fit(model, small, kitchen.val, config)
+    best = history.best_epoch
+    assert best == int(np.argmin(history.val_loss))
+    assert history.stopped_epoch == best + config.patience
+    assert history.epochs == history.stopped_epoch + 1 < config.epochs
+    restored = kl.evaluate.evaluate(model, kitchen.val)["loss"]
+    assert restored == pytest.approx(float(history.val_loss[best]), abs=1e-4)
+    assert "early stop" in history.message
+
+
+def test_fit_records_the_pure_validation_loss_with_l2(kitchen):
+    model = kl.models.make_mlp(MLPConfig(width=16, depth=1))
+    history = kl.train.fit(model, kitchen.train, kitchen.val,
+                           TrainConfig(epochs=3, batch_size=32, l2=0.1))
+    pure = kl.evaluate.evaluate(model, kitchen.val)["loss"]
+    assert float(history.val_loss[-1]) == pytest.approx(pure, abs=1e-4)
