@@ -159,7 +159,7 @@ def _step(graphdef, tx, params, opt_state, x, y, key, hp):
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = {"loss": loss, "accuracy": accuracy(logits, y),
-               "grad_norm": optax.tree.norm(grads), "finite": _finite_tree(params)}
+               "grad_norm": optax.tree.norm(grads)}
     return params, opt_state, metrics
 
 
@@ -241,7 +241,7 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
         # epoch's tasting below), so the loss alone is checked per step: cheaper.
         ok = jnp.isfinite(m["loss"]) & (m["loss"] < EXPLODED_LOSS)
         bad_step = jnp.where((bad_step < 0) & ~ok, step, bad_step)
-        return (params, opt_state, bad_step, step + 1), m["loss"]
+        return (params, opt_state, bad_step, step + 1), (m["loss"], m["accuracy"])
 
     def epoch_body(carry, epoch_key):
         params, opt_state, bad_step, step, best, since_best, stopped = carry
@@ -249,7 +249,7 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
         k_shuffle, k_drop = jax.random.split(epoch_key)
         xb, yb = _shuffle_batches(k_shuffle, x, y, batch_size)
         keys = jax.random.split(k_drop, xb.shape[0])
-        (new_params, new_opt, bad_step, step), _ = jax.lax.scan(
+        (new_params, new_opt, bad_step, step), (losses, accs) = jax.lax.scan(
             batch_body, (params, opt_state, bad_step, step), (xb, yb, keys))
         # knobs that went non-finite on the epoch's last turn: diverged there
         bad_step = jnp.where((bad_step < 0) & ~_finite_tree(new_params), step - 1, bad_step)
@@ -257,7 +257,7 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
         roll_back = stopped | (bad_step >= 0)  # keep the knobs from before this epoch
         params = _where_tree(roll_back, params, new_params)
         opt_state = _where_tree(roll_back, opt_state, new_opt)
-        tr = eval_step.__wrapped__(graphdef, params, x, y, hp)
+        tr = {"loss": losses.mean(), "accuracy": accs.mean()}
         va = eval_step.__wrapped__(graphdef, params, xv, yv, hp) if has_val else tr
         best_params, best_loss, best_epoch = best
         improved = (va["loss"] < best_loss) & ~stopped & (bad_step < 0)
@@ -283,7 +283,12 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
 # ---------------------------------------------------------------- results
 @dataclasses.dataclass
 class History:
-    """The apprenticeship diary: one entry per completed epoch (day of baking)."""
+    """The apprenticeship diary: one entry per completed epoch (day of baking).
+
+    ``train_*`` are means over the epoch's batches, each judged just before its knob turn
+    (with dropout on, if any) — the usual running training loss, free to compute.
+    ``val_*`` are measured after the epoch on the whole validation table, dropout off.
+    """
 
     train_loss: np.ndarray
     train_accuracy: np.ndarray
@@ -411,16 +416,20 @@ def _loop_run(graphdef, config, params, hp, train, val_xy, key, has_val, on_epoc
     for epoch, epoch_key in enumerate(jax.random.split(key, config.epochs)):
         k_shuffle, k_drop = jax.random.split(epoch_key)
         xb, yb = _shuffle_batches(k_shuffle, x, y, config.batch_size)
+        day = []  # (loss, accuracy) of each tray, judged with the knobs before its turn
         for xs, ys, k in zip(xb, yb, jax.random.split(k_drop, xb.shape[0])):
             new_params, new_opt, m = train_step(graphdef, tx, params, opt_state, xs, ys, k, hp)
             loss = float(m["loss"])
-            if not (math.isfinite(loss) and loss < EXPLODED_LOSS and bool(m["finite"])):
+            if not (math.isfinite(loss) and loss < EXPLODED_LOSS):
                 bad_step = step
                 break
             params, opt_state, step = new_params, new_opt, step + 1
+            day.append((m["loss"], m["accuracy"]))
+        if bad_step < 0 and not bool(_finite_tree(params)):  # same rule as the fused run
+            bad_step = step - 1
         if bad_step >= 0:
             break
-        tr = eval_step(graphdef, params, x, y, hp)
+        tr = dict(zip(("loss", "accuracy"), np.mean(np.asarray(day), axis=0)))
         va = eval_step(graphdef, params, *val_xy, hp) if has_val else tr
         for name, value in (("train_loss", tr["loss"]), ("train_accuracy", tr["accuracy"]),
                             ("val_loss", va["loss"]), ("val_accuracy", va["accuracy"])):
