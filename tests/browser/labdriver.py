@@ -380,6 +380,7 @@ class NotebookPage:
                                "contains(@class,'widget-hslider')][1]")
         panel = slider.locator("xpath=ancestor::div[.//*[contains(@class,'kl-plot')]][1]")
         self.handle = slider.locator(".noUi-handle").first
+        self.slider_readout = slider.locator(".widget-readout").first
         self.img = panel.locator("img.kl-plot, .kl-plot img").first
         self.readout = panel.locator(".kl-readout").first
         self.panel = panel
@@ -394,7 +395,10 @@ class NotebookPage:
         return self.img.get_attribute("src") or ""
 
     def value(self) -> str:
-        return self.handle.get_attribute("aria-valuenow") or ""
+        # aria-valuenow can be rounded (0.45 and 0.50 both read "0.5"): add the slider's
+        # own readout, which uses the widget's readout format.
+        readout = self.slider_readout.inner_text(timeout=5_000) if self.slider_readout.count() else ""
+        return f"{self.handle.get_attribute('aria-valuenow') or ''} ({readout})"
 
     def readout_text(self) -> str:
         return self.readout.inner_text(timeout=5_000)
@@ -445,7 +449,10 @@ class NotebookPage:
         before_src, before_value = self.src(), self.value()
         self.page.evaluate("() => { window.__kl.keys = []; window.__kl.images = []; }")
         self.handle.press(key)
-        after_value = self.value()
+        after_value, deadline = self.value(), time.monotonic() + 3.0
+        while after_value == before_value and time.monotonic() < deadline:
+            time.sleep(0.05)  # a busy page may update the handle a moment after the key
+            after_value = self.value()
         if after_value == before_value:
             self.shot("did-not-move")
             raise PanelCheckError(f"{self.case.notebook}: {key} did not move the slider "

@@ -51,6 +51,16 @@ NOTEBOOK_CASES = [
                Move(("End",), r"width 32\b", "largest")),
         rapid=Rapid("ArrowRight", 10, r"width 32\b", start=("Home",)),
     ),
+    # dropout 0 ... 0.9 in steps of 0.05 (the weight-decay slider shares the panel).
+    SliderCase(
+        id="04_house_rules",
+        notebook="04_*.ipynb",
+        slider="dropout",
+        moves=(Move(("Home",), r"dropout 0\.00\b", "small"),
+               Move(("PageUp",), r"dropout 0\.25\b", "middle"),
+               Move(("End",), r"dropout 0\.90\b", "largest")),
+        rapid=Rapid("ArrowRight", 10, r"dropout 0\.50\b", start=("Home",)),
+    ),
 ]
 
 
