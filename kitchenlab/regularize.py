@@ -42,7 +42,7 @@ from flax import nnx
 from kitchenlab.config import OPTIMIZERS, MLPConfig, TrainConfig, _check_finite, _check_positive_int
 from kitchenlab.data import CakeData, kitchen
 from kitchenlab.models import make_mlp
-from kitchenlab.train import Hyper, hyper, make_optimizer
+from kitchenlab.train import Hyper, check_sweep_axis, hyper, make_optimizer
 
 AXES = ("width", "n_train", "dropout", "weight_decay", "l2", "learning_rate")
 LEARNING_RATE = 3e-3  # default peak step size (TrainConfig's default), traced like the rest
@@ -257,23 +257,13 @@ class Runs:
 
 
 def _axis(name: str, value, config: RunConfig, n_max: int) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
-    if arr.size == 0:
-        raise ValueError(f"{name} must list at least one value, got an empty sequence")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} values must be finite, got {arr.tolist()}")
+    arr = check_sweep_axis(name, value, dtype=np.float64)  # shared checks: finite, in range
     if name == "width" and (np.any(arr < 1) | np.any(arr > config.max_width) | np.any(arr % 1)):
         raise ValueError(f"width values must be whole numbers in [1, {config.max_width}] "
                          f"(RunConfig.max_width), got {arr.tolist()}")
     if name == "n_train" and (np.any(arr < 1) | np.any(arr > n_max) | np.any(arr % 1)):
         raise ValueError(f"n_train values must be whole numbers in [1, {n_max}] (the practice "
                          f"table's size), got {arr.tolist()}")
-    if name == "dropout" and np.any((arr < 0) | (arr >= 1)):
-        raise ValueError(f"dropout values must be in [0, 1), got {arr.tolist()}")
-    if name in ("weight_decay", "l2") and np.any(arr < 0):
-        raise ValueError(f"{name} values must be >= 0, got {arr.tolist()}")
-    if name == "learning_rate" and np.any(arr <= 0):
-        raise ValueError(f"learning_rate values must be > 0, got {arr.tolist()}")
     return arr
 
 

@@ -460,8 +460,9 @@ class Sweep:
     best_epoch: np.ndarray  # (K,)
 
 
-def _as_sweep_axis(name, values, k=None) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float32).reshape(-1)
+def check_sweep_axis(name: str, values, dtype=np.float32) -> np.ndarray:
+    """Validate one swept hyperparameter: a non-empty 1-D list of finite, in-range values."""
+    arr = np.asarray(values, dtype=dtype).reshape(-1)
     if arr.size == 0:
         raise ValueError(f"{name} must list at least one value, got an empty sequence")
     if not np.all(np.isfinite(arr)):
@@ -493,7 +494,7 @@ def sweep(model: nnx.Module, train: CakeData, val: CakeData, config: TrainConfig
         raise ValueError(f"unknown sweep axis {sorted(unknown)}; choose from {Hyper._fields}")
     if not axes:
         raise ValueError(f"sweep needs at least one axis from {Hyper._fields}")
-    values = {name: _as_sweep_axis(name, v) for name, v in axes.items()}
+    values = {name: check_sweep_axis(name, v) for name, v in axes.items()}
     sizes = {name: v.size for name, v in values.items()}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"sweep axes must have equal lengths, got {sizes}")
