@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# As root (containers), JupyterLab refuses to start without --allow-root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/00_kitchen_tour.ipynb
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/00_kitchen_tour.ipynb
 
 # Unit tests, every notebook under nbval, the browser tests; then the notebook table.
 test: $(STAMP)

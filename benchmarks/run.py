@@ -28,7 +28,7 @@ def machine() -> str:
 
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
             f"python {platform.python_version()}, jax {jax.__version__} on "
-            f"{jax.devices()[0].platform}")
+            f"{jax.devices()[0].platform} ({len(jax.devices())} XLA devices)")
 
 
 def main(argv=None) -> int:
@@ -37,6 +37,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="topics to run, e.g. bench_train")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", 2)  # as kl.setup() does for the notebooks
     results: dict = {"machine": machine()}
     start = time.perf_counter()
     for topic in args.only or TOPICS:

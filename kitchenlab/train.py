@@ -500,12 +500,16 @@ def sweep(model: nnx.Module, train: CakeData, val: CakeData, config: TrainConfig
         raise ValueError(f"sweep axes must have equal lengths, got {sizes}")
     k = next(iter(sizes.values()))
     base = hyper(config, model.config.dropout)
-    hp = Hyper(*[jnp.asarray(values[f]) if f in values else jnp.full((k,), getattr(base, f))
+    # Swept fields carry the K values (vmapped); the others stay scalars shared by every
+    # run, so e.g. a zero dropout rate still skips its random numbers inside the vmap.
+    hp = Hyper(*[jnp.asarray(values[f]) if f in values else jnp.asarray(getattr(base, f))
                  for f in Hyper._fields])
+    swept = tuple(f in values for f in Hyper._fields)
+    hp = _spread_over_devices(hp, swept, k)
     graphdef, params = nnx.split(model)
     _, _, best_epoch, bad_step, records = _sweep_run(
         graphdef, static_part(config), params, hp, train.x, train.y, val.x, val.y,
-        jax.random.key(config.seed), batch_size=config.batch_size)
+        jax.random.key(config.seed), batch_size=config.batch_size, swept=swept)
     rec = {name: np.asarray(v) for name, v in records.items()}
     bad = np.asarray(bad_step)
     return Sweep(values=values, train_loss=rec["train_loss"],
@@ -515,9 +519,26 @@ def sweep(model: nnx.Module, train: CakeData, val: CakeData, config: TrainConfig
                  best_epoch=np.asarray(best_epoch))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "config", "batch_size"))
-def _sweep_run(graphdef, config, params, hp, x, y, xv, yv, key, *, batch_size):
+def _spread_over_devices(hp: Hyper, swept: tuple[bool, ...], k: int) -> Hyper:
+    """Shard the K runs over the local devices (kl.setup() makes a 2-core CPU two devices).
+
+    Runs are independent, so jit partitions the vmapped program along the run axis and each
+    device (core) trains K / n of them: a chain of kitchens in miniature (notebook 10).
+    Only when K divides evenly; otherwise everything stays on one device.
+    """
+    devices = jax.local_devices()
+    if len(devices) < 2 or k % len(devices):
+        return hp
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    lanes = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
+    return Hyper(*[jax.device_put(v, lanes) if s else v for v, s in zip(hp, swept)])
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "batch_size", "swept"))
+def _sweep_run(graphdef, config, params, hp, x, y, xv, yv, key, *, batch_size, swept):
     def one(h):
         return _fused_run.__wrapped__(graphdef, config, params, h, x, y, xv, yv, key,
                                       batch_size=batch_size, has_val=True)
-    return jax.vmap(one)(hp)
+    in_axes = Hyper(*[0 if s else None for s in swept])
+    return jax.vmap(one, in_axes=(in_axes,))(hp)

@@ -234,3 +234,32 @@ def test_l2_penalty_and_decoupled_decay_differ(kitchen):
     wd = train.fit(models.make_mlp(MLPConfig.tiny(), seed=0), kitchen.train, kitchen.val,
                    base.replace(weight_decay=1e-2))
     assert not np.allclose(l2.train_loss, wd.train_loss)
+
+
+def test_sweep_spreads_runs_over_two_cpu_devices():
+    """With two XLA CPU devices (as kl.setup() makes them) the runs are sharded, same results."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import jax, numpy as np
+        jax.config.update("jax_num_cpu_devices", 2)
+        from kitchenlab import data, models, train
+        from kitchenlab.config import MLPConfig, TrainConfig
+        k = data.kitchen(400, seed=0)
+        cfg = TrainConfig(epochs=4, batch_size=32)
+        rates = [1e-3, 3e-3, 1e-2, 3e-3]
+        hp = train._spread_over_devices(train.hyper(cfg)._replace(
+            learning_rate=jax.numpy.asarray(rates)), (True,) + (False,) * 6, 4)
+        assert len(hp.learning_rate.sharding.device_set) == 2
+        s = train.sweep(models.make_mlp(MLPConfig.tiny(), seed=0), k.train, k.val, cfg,
+                        learning_rate=rates)
+        for i, lr in enumerate(rates):
+            h = train.fit(models.make_mlp(MLPConfig.tiny(), seed=0), k.train, k.val,
+                          cfg.replace(learning_rate=lr))
+            np.testing.assert_allclose(s.val_loss[i], h.val_loss, rtol=1e-4, atol=1e-5)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

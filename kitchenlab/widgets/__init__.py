@@ -31,14 +31,24 @@ def __getattr__(name):
     raise AttributeError(f"module 'kitchenlab.widgets' has no attribute {name!r}")
 
 
-def render_png(draw: Callable[[Any, Any], None], result, *, figsize=(6.4, 3.6), dpi=80) -> bytes:
-    """Draw ``result`` on a fresh figure and return PNG bytes (no pyplot state kept)."""
+def render_png(draw: Callable[[Any, Any], None], result, *, figsize=(6.4, 3.6), dpi=80,
+               fig=None) -> bytes:
+    """Draw ``result`` and return PNG bytes (no pyplot state kept).
+
+    Pass a ``fig`` to reuse it (it is cleared first): matplotlib caches text metrics per
+    renderer, so redrawing one figure is ~15 % faster than building a new one.
+    """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    if fig is None:
+        fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    else:
+        fig.clear()
     draw(result, fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    # Light compression: a 25 kB plot encodes several times faster at level 1 than at
+    # the default 6, and a slider redraw has a 0.3 s budget.
+    fig.savefig(buf, format="png", pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
 
@@ -55,6 +65,7 @@ class Panel:
         self.last_seconds: float | None = None  # compute + draw time of the last update
         self.last_result = None
         self._widget = None
+        self._fig = None  # one figure redrawn on every move (see render_png)
 
     def values(self) -> dict[str, Any]:
         return {name: c.value for name, c in self.controls.items()}
@@ -62,7 +73,11 @@ class Panel:
     def render(self, **values) -> tuple[Any, bytes, str]:
         """Compute and draw for these slider values: (result, png bytes, readout html)."""
         result = self.compute(**values)
-        png = render_png(self.draw, result, figsize=self.figsize)
+        if self._fig is None:
+            from matplotlib.figure import Figure
+
+            self._fig = Figure(figsize=self.figsize, dpi=80, layout="constrained")
+        png = render_png(self.draw, result, fig=self._fig)
         return result, png, self.readout(result)
 
     @property

@@ -111,15 +111,42 @@ VERDICT_WORDS = {
 }
 
 
-def _train(kitchen, config: TrainConfig, model_seed: int):
-    """(History, loss before training) of a fresh model trained with ``config``."""
+class _ByIdentity:
+    """Hashable handle on an object (a Kitchen holds arrays): equal only to itself."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _ByIdentity) and other.obj is self.obj
+
+
+@functools.lru_cache(maxsize=8)
+def _fresh_knobs(kitchen_ref: _ByIdentity, model_seed: int):
+    """The untrained model (as split state) and its loss: the same for every slider value,
+    so computed once (creating a module and an eager forward pass cost ~20 ms a move)."""
     import jax.numpy as jnp
 
     from kitchenlab.models import make_mlp
-    from kitchenlab.train import cross_entropy, fit
+    from kitchenlab.train import cross_entropy
 
+    kitchen = kitchen_ref.obj
     model = make_mlp(seed=model_seed)
     start = float(cross_entropy(model(jnp.asarray(kitchen.train.x)), jnp.asarray(kitchen.train.y)))
+    return model, start
+
+
+def _train(kitchen, config: TrainConfig, model_seed: int):
+    """(History, loss before training) of a fresh model trained with ``config``."""
+    from flax import nnx
+
+    from kitchenlab.train import fit
+
+    untrained, start = _fresh_knobs(_ByIdentity(kitchen), model_seed)
+    model = nnx.clone(untrained)  # fit trains in place: the cached model must stay untouched
     return fit(model, kitchen.train, kitchen.val, config, fused=True), start
 
 
