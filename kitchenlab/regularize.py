@@ -42,7 +42,7 @@ from flax import nnx
 from kitchenlab.config import OPTIMIZERS, MLPConfig, TrainConfig, _check_finite, _check_positive_int
 from kitchenlab.data import CakeData, kitchen
 from kitchenlab.models import make_mlp
-from kitchenlab.train import Hyper, check_sweep_axis, hyper, make_optimizer
+from kitchenlab.train import Hyper, check_sweep_axis, hyper, make_optimizer, shard_runs
 
 AXES = ("width", "n_train", "dropout", "weight_decay", "l2", "learning_rate")
 LEARNING_RATE = 3e-3  # default peak step size (TrainConfig's default), traced like the rest
@@ -328,7 +328,10 @@ def run_many(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, *
     ``grid(...)``. One compile serves every call with the same K and table shapes.
     """
     vals, graphdef, params, width, n, y, hp, (x, xv, yv, key) = _prepare(pantry_, config, labels, settings)
+    k = width.shape[0]
+    (width, n, y, hp), _ = shard_runs((width, n, y, hp), k)  # runs spread over the cores
     final, rec = _run_many(graphdef, config, params, width, n, y, hp, x, xv, yv, key)
+    final, rec = jax.tree.map(lambda a: a[:k], (final, rec))
     return _runs(vals, config, final, rec)
 
 

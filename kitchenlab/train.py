@@ -505,13 +505,13 @@ def sweep(model: nnx.Module, train: CakeData, val: CakeData, config: TrainConfig
     hp = Hyper(*[jnp.asarray(values[f]) if f in values else jnp.asarray(getattr(base, f))
                  for f in Hyper._fields])
     swept = tuple(f in values for f in Hyper._fields)
-    hp = _spread_over_devices(hp, swept, k)
+    hp, _ = shard_runs(hp, k)
     graphdef, params = nnx.split(model)
     _, _, best_epoch, bad_step, records = _sweep_run(
         graphdef, static_part(config), params, hp, train.x, train.y, val.x, val.y,
         jax.random.key(config.seed), batch_size=config.batch_size, swept=swept)
-    rec = {name: np.asarray(v) for name, v in records.items()}
-    bad = np.asarray(bad_step)
+    rec = {name: np.asarray(v)[:k] for name, v in records.items()}
+    bad, best_epoch = np.asarray(bad_step)[:k], np.asarray(best_epoch)[:k]
     return Sweep(values=values, train_loss=rec["train_loss"],
                  train_accuracy=rec["train_accuracy"], val_loss=rec["val_loss"],
                  val_accuracy=rec["val_accuracy"],
@@ -519,20 +519,32 @@ def sweep(model: nnx.Module, train: CakeData, val: CakeData, config: TrainConfig
                  best_epoch=np.asarray(best_epoch))
 
 
-def _spread_over_devices(hp: Hyper, swept: tuple[bool, ...], k: int) -> Hyper:
-    """Shard the K runs over the local devices (kl.setup() makes a 2-core CPU two devices).
+def shard_runs(tree, k: int):
+    """Spread K independent runs over the local devices: (tree, K padded).
 
-    Runs are independent, so jit partitions the vmapped program along the run axis and each
-    device (core) trains K / n of them: a chain of kitchens in miniature (notebook 10).
-    Only when K divides evenly; otherwise everything stays on one device.
+    Every leaf whose leading axis is K is padded (repeating its last run) to a multiple of
+    the device count and sharded along that axis; other leaves are shared. jit then
+    partitions the vmapped program so each device (``kl.setup()`` makes a 2-core CPU two
+    devices) trains its share of the runs: a chain of kitchens in miniature (notebook 10).
+    Slice results back to ``[:k]``.
     """
     devices = jax.local_devices()
-    if len(devices) < 2 or k % len(devices):
-        return hp
+    if len(devices) < 2:
+        return tree, k
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    lanes = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
-    return Hyper(*[jax.device_put(v, lanes) if s else v for v, s in zip(hp, swept)])
+    k_pad = -(-k // len(devices)) * len(devices)
+    runs = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
+
+    def spread(leaf):
+        leaf = jnp.asarray(leaf)
+        if leaf.ndim == 0 or leaf.shape[0] != k:
+            return leaf
+        if k_pad > k:
+            leaf = jnp.concatenate([leaf, jnp.repeat(leaf[-1:], k_pad - k, axis=0)])
+        return jax.device_put(leaf, runs)
+
+    return jax.tree.map(spread, tree), k_pad
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "config", "batch_size", "swept"))

@@ -249,10 +249,11 @@ def test_sweep_spreads_runs_over_two_cpu_devices():
         from kitchenlab.config import MLPConfig, TrainConfig
         k = data.kitchen(400, seed=0)
         cfg = TrainConfig(epochs=4, batch_size=32)
-        rates = [1e-3, 3e-3, 1e-2, 3e-3]
-        hp = train._spread_over_devices(train.hyper(cfg)._replace(
-            learning_rate=jax.numpy.asarray(rates)), (True,) + (False,) * 6, 4)
-        assert len(hp.learning_rate.sharding.device_set) == 2
+        rates = [1e-3, 3e-3, 1e-2]  # 3 runs: padded to 4, two per device
+        hp, k_pad = train.shard_runs(train.hyper(cfg)._replace(
+            learning_rate=jax.numpy.asarray(rates)), 3)
+        assert k_pad == 4 and len(hp.learning_rate.sharding.device_set) == 2
+        assert hp.momentum.ndim == 0  # shared settings stay scalars
         s = train.sweep(models.make_mlp(MLPConfig.tiny(), seed=0), k.train, k.val, cfg,
                         learning_rate=rates)
         for i, lr in enumerate(rates):
