@@ -42,7 +42,8 @@ from flax import nnx
 from kitchenlab.config import OPTIMIZERS, MLPConfig, TrainConfig, _check_finite, _check_positive_int
 from kitchenlab.data import CakeData, kitchen
 from kitchenlab.models import make_mlp
-from kitchenlab.train import Hyper, check_sweep_axis, hyper, make_optimizer, shard_runs
+from kitchenlab.train import (Hyper, check_sweep_axis, hyper, l2_penalty, make_optimizer,
+                              shard_runs)
 
 AXES = ("width", "n_train", "dropout", "weight_decay", "l2", "learning_rate")
 LEARNING_RATE = 3e-3  # default peak step size (TrainConfig's default), traced like the rest
@@ -150,9 +151,7 @@ def weighted_loss(params, graphdef, x, y, weights, *, key, hp: Hyper):
     logits = model(x, dropout_key=key, dropout_rate=hp.dropout)  # (N, C)
     per_cake = optax.softmax_cross_entropy_with_integer_labels(logits, y)  # (N,)
     loss = jnp.sum(weights * per_cake) / jnp.maximum(jnp.sum(weights), 1.0)
-    penalty = sum(0.5 * jnp.sum(p ** 2) for path, p in jax.tree_util.tree_leaves_with_path(params)
-                  if "kernel" in jax.tree_util.keystr(path))
-    return loss + hp.l2 * penalty, (loss, logits)
+    return loss + hp.l2 * l2_penalty(params), (loss, logits)
 
 
 def _taste(params, graphdef, x, y, weights):

@@ -86,10 +86,27 @@ def lr_schedule(config: TrainConfig, learning_rate, steps_per_epoch: int) -> opt
     return lambda step: learning_rate * shape(step)
 
 
+def _is_kernel(path) -> bool:
+    return "kernel" in jax.tree_util.keystr(path)
+
+
 def _kernels_only(params):
     """Mask for weight decay: the fine is for big knobs (kernels), not for offsets (biases)."""
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: "kernel" in jax.tree_util.keystr(path), params)
+    return jax.tree_util.tree_map_with_path(lambda path, _: _is_kernel(path), params)
+
+
+def l2_penalty(params) -> jax.Array:
+    """Half the sum of squared kernel weights: the L2 fine (biases go free, as in decay)."""
+    return 0.5 * sum(jnp.sum(p ** 2) for path, p in jax.tree_util.tree_leaves_with_path(params)
+                     if _is_kernel(path))
+
+
+def _around(direction: optax.GradientTransformation, hp: Hyper,
+            schedule: optax.Schedule | None) -> optax.GradientTransformation:
+    """clip -> ``direction`` -> decoupled decay on the kernels -> scale by the learning rate."""
+    return optax.chain(optax.clip_by_global_norm(hp.clip_norm), direction,
+                       optax.add_decayed_weights(hp.weight_decay, mask=_kernels_only),
+                       optax.scale_by_learning_rate(schedule or hp.learning_rate))
 
 
 def make_optimizer(name: str, hp: Hyper, schedule: optax.Schedule | None = None
@@ -102,14 +119,13 @@ def make_optimizer(name: str, hp: Hyper, schedule: optax.Schedule | None = None
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-    parts = [optax.clip_by_global_norm(hp.clip_norm)]
     if name == "momentum":
-        parts.append(optax.trace(decay=hp.momentum))
+        direction = optax.trace(decay=hp.momentum)
     elif name in ("adam", "adamw"):
-        parts.append(optax.scale_by_adam())
-    parts.append(optax.add_decayed_weights(hp.weight_decay, mask=_kernels_only))
-    parts.append(optax.scale_by_learning_rate(schedule or hp.learning_rate))
-    return optax.chain(*parts)
+        direction = optax.scale_by_adam()
+    else:  # "sgd": the notes as they are
+        direction = optax.identity()
+    return _around(direction, hp, schedule)
 
 
 def _switchable_direction(hp: Hyper) -> optax.GradientTransformation:
@@ -136,9 +152,7 @@ def _switchable_direction(hp: Hyper) -> optax.GradientTransformation:
 def make_fused_optimizer(hp: Hyper, schedule: optax.Schedule | None = None
                          ) -> optax.GradientTransformation:
     """``make_optimizer`` with the sous-chef chosen by ``hp`` (traced) instead of by name."""
-    return optax.chain(optax.clip_by_global_norm(hp.clip_norm), _switchable_direction(hp),
-                       optax.add_decayed_weights(hp.weight_decay, mask=_kernels_only),
-                       optax.scale_by_learning_rate(schedule or hp.learning_rate))
+    return _around(_switchable_direction(hp), hp, schedule)
 
 
 # ---------------------------------------------------------------- one step
@@ -146,11 +160,7 @@ def loss_fn(params, graphdef, x, y, *, key, hp: Hyper):
     """Pure: knob settings -> (judge's score, logits). ``key=None`` means no dropout."""
     model = nnx.merge(graphdef, params)
     logits = model(x, dropout_key=key, dropout_rate=hp.dropout)  # (B, C)
-    loss = cross_entropy(logits, y)
-    kernels = [p for path, p in jax.tree_util.tree_leaves_with_path(params)
-               if "kernel" in jax.tree_util.keystr(path)]
-    penalty = 0.5 * sum(jnp.sum(k ** 2) for k in kernels)
-    return loss + hp.l2 * penalty, logits
+    return cross_entropy(logits, y) + hp.l2 * l2_penalty(params), logits
 
 
 def _step(graphdef, tx, params, opt_state, x, y, key, hp):
