@@ -15,7 +15,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jax
 from nb_resources import NotebookResources
+
+# Strict, as equinox's test suite is: an implicit broadcast between arrays of different rank
+# is a bug waiting in a shape (a (B,) loss against a (B, 1) weight), so it raises in tests.
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 REPO = Path(__file__).resolve().parents[1]
 
