@@ -95,7 +95,7 @@ def sweep_vs_serial(kitchen, config) -> tuple[float, float]:
     rates = np.logspace(-4, 0, 16)
 
     def vmapped():
-        s = kl.train.sweep(kl.models.make_mlp(seed=0), kitchen.train, kitchen.val, config,
+        s = kl.sweep.sweep(kl.models.make_mlp(seed=0), kitchen.train, kitchen.val, config,
                            learning_rate=rates)
         return s.val_loss
 

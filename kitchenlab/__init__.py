@@ -10,8 +10,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "models", "train", "evaluate", "regularize", "plots", "widgets",
-               "checks", "serve")
+_SUBMODULES = ("config", "data", "models", "optim", "train", "sweep", "evaluate", "regularize",
+               "experiments", "plots", "widgets", "checks", "serve")
 
 
 def __getattr__(name):  # lazy submodules: `kl.train` imports jax only when first used

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
 
 
-def _check_positive_int(name: str, value, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def _check_positive_int(name: str, value, *, minimum: int = 1) -> int:
+    """``value`` as a Python int >= ``minimum``; bools, floats and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def _check_finite(name: str, value, *, low=None, high=None, low_open=False, high_open=False) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}") from None
+    """``value`` as a finite Python float in range; bools and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value <= low if low_open else value < low):
@@ -32,6 +35,11 @@ def _check_finite(name: str, value, *, low=None, high=None, low_open=False, high
     if high is not None and (value >= high if high_open else value > high):
         raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
     return value
+
+
+def _store(config, name: str, value) -> None:
+    """Keep the validated value (a float for ``0.1``, never the string ``"0.1"``)."""
+    object.__setattr__(config, name, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +53,12 @@ class MLPConfig:
     dropout: float = 0.0  # probability a hidden unit is switched off while training
 
     def __post_init__(self):
-        _check_positive_int("n_features", self.n_features)
-        _check_positive_int("width", self.width)
-        _check_positive_int("depth", self.depth, minimum=0)
-        _check_positive_int("n_classes", self.n_classes, minimum=2)
-        _check_finite("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        _store(self, "n_features", _check_positive_int("n_features", self.n_features))
+        _store(self, "width", _check_positive_int("width", self.width))
+        _store(self, "depth", _check_positive_int("depth", self.depth, minimum=0))
+        _store(self, "n_classes", _check_positive_int("n_classes", self.n_classes, minimum=2))
+        _store(self, "dropout", _check_finite("dropout", self.dropout, low=0.0, high=1.0,
+                                              high_open=True))
 
     @classmethod
     def tiny(cls) -> "MLPConfig":
@@ -83,24 +92,29 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        _check_finite("learning_rate", self.learning_rate, low=0.0, low_open=True)
-        _check_positive_int("epochs", self.epochs)
-        _check_positive_int("batch_size", self.batch_size)
-        _check_finite("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        _check_positive_int("warmup_epochs", self.warmup_epochs, minimum=0)
+        _store(self, "learning_rate",
+               _check_finite("learning_rate", self.learning_rate, low=0.0, low_open=True))
+        _store(self, "epochs", _check_positive_int("epochs", self.epochs))
+        _store(self, "batch_size", _check_positive_int("batch_size", self.batch_size))
+        _store(self, "momentum",
+               _check_finite("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
+        _store(self, "warmup_epochs",
+               _check_positive_int("warmup_epochs", self.warmup_epochs, minimum=0))
         if self.warmup_epochs >= self.epochs and self.schedule == "warmup_cosine":
             raise ValueError(
                 f"warmup_epochs must be < epochs ({self.epochs}), got {self.warmup_epochs}"
             )
         if self.clip_norm is not None:
-            _check_finite("clip_norm", self.clip_norm, low=0.0, low_open=True)
-        _check_finite("weight_decay", self.weight_decay, low=0.0)
-        _check_finite("l2", self.l2, low=0.0)
+            _store(self, "clip_norm",
+                   _check_finite("clip_norm", self.clip_norm, low=0.0, low_open=True))
+        _store(self, "weight_decay", _check_finite("weight_decay", self.weight_decay, low=0.0))
+        _store(self, "l2", _check_finite("l2", self.l2, low=0.0))
         if self.dropout is not None:
-            _check_finite("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+            _store(self, "dropout",
+                   _check_finite("dropout", self.dropout, low=0.0, high=1.0, high_open=True))
         if self.patience is not None:
-            _check_positive_int("patience", self.patience)
-        _check_positive_int("seed", self.seed, minimum=0)
+            _store(self, "patience", _check_positive_int("patience", self.patience))
+        _store(self, "seed", _check_positive_int("seed", self.seed, minimum=0))
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed (validated again)."""

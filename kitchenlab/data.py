@@ -222,6 +222,48 @@ def kitchen(n: int = 2000, *, seed: int = 0, noise: float = 0.05, val_fraction: 
     return Kitchen(apply(raw.train), apply(raw.val), apply(raw.test), norm, raw)
 
 
+@dataclasses.dataclass(frozen=True)
+class Pantry:
+    """Practice cakes padded to the biggest size, the guest tasters, and the final judges."""
+
+    train: CakeData  # (N, F): a run on n cakes uses the first n rows
+    val: CakeData  # (V, F): guest tasters: scores only, never trained on
+    test: CakeData  # final judges: tasted once, at the very end
+
+    def __post_init__(self):
+        if len(self.val) == 0:
+            raise ValueError("val is empty: the validation split has 0 cakes; guest tasters "
+                             "are needed to see overfitting (use a larger val table)")
+        if len(self.train) == 0:
+            raise ValueError("train is empty: need at least one practice cake")
+
+
+def pantry(n_train: int = 400, n_val: int = 400, n_test: int = 400, *, noise: float = 0.1,
+           seed: int = 0) -> Pantry:
+    """Bake practice, guest-taster and final-judge tables (normalized on practice cakes)."""
+    for name, value, least in (("n_train", n_train, 2), ("n_val", n_val, 1),
+                               ("n_test", n_test, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an int >= {least} (a split that small cannot "
+                             f"teach or taste anything), got {value!r}")
+    n = n_train + n_val + n_test
+    k = kitchen(n, seed=seed, noise=noise, val_fraction=n_val / n, test_fraction=n_test / n)
+    return Pantry(train=k.train, val=k.val, test=k.test)
+
+
+def flip_labels(y: np.ndarray, fraction: float, *, seed: int = 0) -> np.ndarray:
+    """The judge's bad days: flip a ``fraction`` of the (binary) labels, chosen by ``seed``."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) \
+            or not 0.0 <= float(fraction) <= 1.0:
+        raise ValueError(f"fraction must be a number in [0, 1] (share of labels to flip), "
+                         f"got {fraction!r}")
+    rng = np.random.default_rng(seed)
+    flip = rng.permutation(len(y))[: int(round(fraction * len(y)))]
+    y = np.array(y, dtype=np.int32)
+    y[flip] = 1 - y[flip]
+    return y
+
+
 def batches(data: CakeData, batch_size: int, *, seed: int = 0,
             drop_remainder: bool = True) -> Iterator[CakeData]:
     """Shuffled minibatches: the cakes judged before each knob turn."""

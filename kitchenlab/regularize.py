@@ -17,7 +17,7 @@ shape and differ only in traced arrays:
   ``n`` cakes gives weight 1 to the first ``n`` rows and 0 to the rest (the smaller sets are
   nested inside the bigger ones). The loss is the weighted mean, so it equals the loss on
   the first ``n`` rows exactly.
-* **Dropout, weight decay, L2, learning rate** travel in ``kl.train.Hyper`` (traced).
+* **Dropout, weight decay, L2, learning rate** travel in ``kl.optim.Hyper`` (traced).
 
 Each run is full-batch Adam (one knob turn per epoch, on every practice cake): no shuffling
 noise, so curves are smooth and a (width, size) grid is a clean experiment. The honest cost:
@@ -39,11 +39,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from kitchenlab.config import OPTIMIZERS, MLPConfig, TrainConfig, _check_finite, _check_positive_int
-from kitchenlab.data import CakeData, kitchen
+from kitchenlab.config import OPTIMIZERS, MLPConfig, TrainConfig, _check_positive_int
+from kitchenlab.data import CakeData, Pantry
 from kitchenlab.models import make_mlp
-from kitchenlab.train import (Hyper, check_sweep_axis, hyper, l2_penalty, make_optimizer,
-                              shard_runs)
+from kitchenlab.optim import Hyper, hyper, l2_penalty, make_optimizer
+from kitchenlab.sweep import check_sweep_axis, shard_runs
 
 AXES = ("width", "n_train", "dropout", "weight_decay", "l2", "learning_rate")
 LEARNING_RATE = 3e-3  # default peak step size (TrainConfig's default), traced like the rest
@@ -74,45 +74,6 @@ class RunConfig:
     @classmethod
     def tiny(cls) -> "RunConfig":
         return cls(max_width=8, epochs=20, record_every=5)
-
-
-@dataclasses.dataclass(frozen=True)
-class Pantry:
-    """Practice cakes padded to the biggest size, the guest tasters, and the final judges."""
-
-    train: CakeData  # (N, F): a run on n cakes uses the first n rows
-    val: CakeData  # (V, F): guest tasters: scores only, never trained on
-    test: CakeData  # final judges: tasted once, at the very end
-
-    def __post_init__(self):
-        if len(self.val) == 0:
-            raise ValueError("val is empty: the validation split has 0 cakes; guest tasters "
-                             "are needed to see overfitting (use a larger val table)")
-        if len(self.train) == 0:
-            raise ValueError("train is empty: need at least one practice cake")
-
-
-def pantry(n_train: int = 400, n_val: int = 400, n_test: int = 400, *, noise: float = 0.1,
-           seed: int = 0) -> Pantry:
-    """Bake practice, guest-taster and final-judge tables (normalized on practice cakes)."""
-    _check_positive_int("n_train", n_train, minimum=2)
-    for name, value in (("n_val", n_val), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1 (a split of size 0 cannot taste "
-                             f"anything), got {value!r}")
-    n = n_train + n_val + n_test
-    k = kitchen(n, seed=seed, noise=noise, val_fraction=n_val / n, test_fraction=n_test / n)
-    return Pantry(train=k.train, val=k.val, test=k.test)
-
-
-def flip_labels(y: np.ndarray, fraction: float, *, seed: int = 0) -> np.ndarray:
-    """The judge's bad days: flip a ``fraction`` of the (binary) labels, chosen by ``seed``."""
-    fraction = _check_finite("fraction", fraction, low=0.0, high=1.0)
-    rng = np.random.default_rng(seed)
-    flip = rng.permutation(len(y))[: int(round(fraction * len(y)))]
-    y = np.array(y, dtype=np.int32)
-    y[flip] = 1 - y[flip]
-    return y
 
 
 # ---------------------------------------------------------------- the two masks
@@ -268,7 +229,7 @@ def _axis(name: str, value, config: RunConfig, n_max: int) -> np.ndarray:
 
 def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict):
     if not isinstance(pantry_, Pantry):
-        raise TypeError(f"pantry must be a Pantry (kl.regularize.pantry()), got {type(pantry_).__name__}")
+        raise TypeError(f"pantry must be a Pantry (kl.data.pantry()), got {type(pantry_).__name__}")
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     unknown = set(settings) - set(AXES)
@@ -290,7 +251,7 @@ def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict):
         raise ValueError(f"labels must be 0/1 with shape ({n_max},) or ({k}, {n_max}), "
                          f"got shape {y.shape}")
     # Every Hyper field as a (K,) float array: the swept ones from `vals`, the others
-    # (momentum, clip norm, ...) at kl.train.hyper's defaults for this optimizer.
+    # (momentum, clip norm, ...) at kl.optim.hyper's defaults for this optimizer.
     defaults_hp = hyper(TrainConfig(optimizer=config.optimizer))
     hp = Hyper(**{f: jnp.asarray(vals[f], jnp.float32) if f in vals else
                   jnp.full((k,), jnp.asarray(getattr(defaults_hp, f), jnp.float32))

@@ -53,7 +53,33 @@ def test_replace_revalidates():
 
 
 def test_configs_are_frozen_and_hashable():
+    import dataclasses
+
     cfg = TrainConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.epochs = 3
     assert hash(cfg) == hash(TrainConfig())
+
+
+@pytest.mark.parametrize("field,value", [
+    ("learning_rate", "0.1"), ("clip_norm", True), ("momentum", False), ("weight_decay", "0"),
+    ("l2", True), ("dropout", "0.5"), ("epochs", True), ("epochs", "3"), ("batch_size", 8.0),
+    ("patience", True), ("seed", "1"),
+])
+def test_train_config_refuses_strings_and_bools_for_numbers(field, value):
+    with pytest.raises(TypeError, match=rf"{field} must be an? (number|int), got (str|bool|float)"):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_stores_the_validated_values():
+    import numpy as np
+
+    cfg = TrainConfig(learning_rate=np.float32(0.5), clip_norm=2, epochs=np.int64(4),
+                      weight_decay=0, dropout=np.float64(0.25))
+    assert type(cfg.learning_rate) is float and cfg.learning_rate == 0.5
+    assert type(cfg.clip_norm) is float and cfg.clip_norm == 2.0
+    assert type(cfg.epochs) is int and cfg.epochs == 4
+    assert type(cfg.weight_decay) is float and type(cfg.dropout) is float
+    assert hash(cfg) == hash(TrainConfig(learning_rate=0.5, clip_norm=2.0, epochs=4,
+                                         dropout=0.25))
+    assert type(MLPConfig(width=np.int32(4)).width) is int

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 import kitchenlab as kl
+from kitchenlab import data
 from kitchenlab import regularize as rg
 from kitchenlab.config import MLPConfig, TrainConfig
 
@@ -16,7 +17,7 @@ CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 @pytest.fixture(scope="module")
 def pantry():
-    return rg.pantry(n_train=64, n_val=48, n_test=16, noise=0.1, seed=0)
+    return data.pantry(n_train=64, n_val=48, n_test=16, noise=0.1, seed=0)
 
 
 def _same_curves(a, b, atol=1e-5):
@@ -52,7 +53,7 @@ def test_switched_off_units_stay_exactly_zero(pantry):
 
 def test_example_weights_equal_training_on_the_first_rows(pantry):
     padded = rg.run_one(pantry, CFG, n_train=40)
-    cut = rg.Pantry(train=pantry.train.take(slice(0, 40)), val=pantry.val, test=pantry.test)
+    cut = data.Pantry(train=pantry.train.take(slice(0, 40)), val=pantry.val, test=pantry.test)
     _same_curves(padded, rg.run_one(cut, CFG))
 
 
@@ -77,7 +78,7 @@ def test_runs_learn_and_report(pantry):
 
 def test_labels_per_run_and_flip_labels(pantry):
     y = pantry.train.y
-    flipped = rg.flip_labels(y, 0.25, seed=1)
+    flipped = data.flip_labels(y, 0.25, seed=1)
     assert (flipped != y).mean() == pytest.approx(0.25, abs=1 / len(y))
     r = rg.run_many(pantry, CFG, width=[16, 16], labels=np.stack([y, flipped]))
     assert not np.allclose(r.train_loss[0], r.train_loss[1])
@@ -103,9 +104,9 @@ def test_bad_settings_raise_clear_errors(pantry, settings, match):
 
 def test_bad_tables_and_configs(pantry):
     with pytest.raises(ValueError, match="n_val must be an int >= 1"):
-        rg.pantry(n_train=64, n_val=0)
+        data.pantry(n_train=64, n_val=0)
     with pytest.raises(ValueError, match="validation split has 0 cakes"):
-        rg.Pantry(train=pantry.train, val=pantry.val.take(slice(0, 0)), test=pantry.test)
+        data.Pantry(train=pantry.train, val=pantry.val.take(slice(0, 0)), test=pantry.test)
     with pytest.raises(ValueError, match="labels must be 0/1"):
         rg.run_many(pantry, CFG, labels=np.zeros(3, np.int32))
     with pytest.raises(ValueError, match="record_every"):
@@ -115,7 +116,7 @@ def test_bad_tables_and_configs(pantry):
     with pytest.raises(ValueError, match="run_one takes single values"):
         rg.run_one(pantry, CFG, dropout=[0.1, 0.2])
     with pytest.raises(ValueError, match="fraction"):
-        rg.flip_labels(pantry.train.y, 1.5)
+        data.flip_labels(pantry.train.y, 1.5)
 
 
 # ---------------------------------------------------------------- config.py / train.py options

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import kitchenlab as kl
+from kitchenlab import experiments as E
 from kitchenlab.widgets import apprenticeship as A
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,8 +45,8 @@ def test_lr_extremes(lr_panel):
     for lr in (low, mid, high):
         result, png, text = lr_panel.render(learning_rate=lr)
         assert png.startswith(PNG_MAGIC)
-        assert f"learning rate = {A.format_value(lr)}" in text
-        assert result.label == f"learning rate = {A.format_value(lr)}"
+        assert f"learning rate = {E.format_value(lr)}" in text
+        assert result.label == f"learning rate = {E.format_value(lr)}"
     timid = lr_panel.render(learning_rate=low)[0]
     assert timid.verdict == "stuck" and not timid.history.diverged
     assert np.all(np.isfinite(timid.history.train_loss))
@@ -60,8 +61,8 @@ def test_lr_extremes(lr_panel):
 def test_lr_every_notch_never_raises(lr_panel):
     slider = lr_panel.controls["learning_rate"]
     for e in np.arange(slider.min, slider.max + 1e-9, 1.0):
-        result = A.lr_curves(10.0 ** e, kitchen=lr_panel.compute.keywords["kitchen"])
-        assert result.verdict in A.VERDICT_WORDS
+        result = E.lr_curves(10.0 ** e, kitchen=lr_panel.compute.keywords["kitchen"])
+        assert result.verdict in E.VERDICT_WORDS
 
 
 def test_clip_extremes(clip_panel):
@@ -69,7 +70,7 @@ def test_clip_extremes(clip_panel):
     for c in (low, mid, high):
         result, png, text = clip_panel.render(clip_norm=c)
         assert png.startswith(PNG_MAGIC)
-        assert f"clip norm = {A.format_value(c)}" in text
+        assert f"clip norm = {E.format_value(c)}" in text
         assert result.baseline.diverged  # η = 10 without a cap explodes
     rescued = clip_panel.render(clip_norm=low)[0]
     assert not rescued.history.diverged
@@ -79,28 +80,28 @@ def test_clip_extremes(clip_panel):
 
 
 def test_clip_curves_is_pure(kitchen):
-    a = A.clip_curves(0.1, kitchen=kitchen)
-    b = A.clip_curves(0.1, kitchen=kitchen)
+    a = E.clip_curves(0.1, kitchen=kitchen)
+    b = E.clip_curves(0.1, kitchen=kitchen)
     np.testing.assert_array_equal(a.history.train_loss, b.history.train_loss)
     assert a.baseline.diverged and not a.history.diverged
 
 
 def test_verdict_words():
     h = kl.train.History(np.array([0.79, 0.78]), np.zeros(2), None, None)
-    assert A.verdict(h, 0.8) == "stuck"
+    assert E.verdict(h, 0.8) == "stuck"
     h = kl.train.History(np.array([0.5, 0.3, 0.2]), np.zeros(3), None, None)
-    assert A.verdict(h, 0.8) == "learning"
+    assert E.verdict(h, 0.8) == "learning"
     h = kl.train.History(np.array([0.5, 0.2, 0.4, 0.2]), np.zeros(4), None, None)
-    assert A.verdict(h, 0.8) == "overshooting"
+    assert E.verdict(h, 0.8) == "overshooting"
     h = kl.train.History(np.array([1.5, 2.0]), np.zeros(2), None, None)
-    assert A.verdict(h, 0.8) == "ruined"
+    assert E.verdict(h, 0.8) == "ruined"
     h = kl.train.History(np.array([]), np.array([]), None, None, diverged_at_step=3)
-    assert A.verdict(h, 0.8) == "exploded"
+    assert E.verdict(h, 0.8) == "exploded"
 
 
 def test_default_config_sgd_is_momentum_zero():
-    sgd = A.default_config()
+    sgd = E.default_config()
     assert sgd.optimizer == "momentum" and sgd.momentum == 0.0
-    assert A.default_config("momentum").momentum == 0.9
-    assert A.default_config("adam").optimizer == "adam"
-    assert kl.train.static_part(sgd) == kl.train.static_part(A.default_config("momentum"))
+    assert E.default_config("momentum").momentum == 0.9
+    assert E.default_config("adam").optimizer == "adam"
+    assert kl.train.static_part(sgd) == kl.train.static_part(E.default_config("momentum"))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import kitchenlab as kl
+from kitchenlab import experiments as E
 from kitchenlab.widgets import rules as R
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -13,7 +14,7 @@ CFG = kl.regularize.RunConfig(max_width=16, epochs=20, record_every=5)  # tiny, 
 
 @pytest.fixture(scope="module")
 def pantry():
-    return kl.regularize.pantry(n_train=60, n_val=60, n_test=20, noise=0.1, seed=0)
+    return kl.data.pantry(n_train=60, n_val=60, n_test=20, noise=0.1, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +62,9 @@ def test_widget_builds_without_error(panel):
 
 
 def test_rules_grid_best_cell_and_drawing(pantry):
-    runs = R.rules_grid(pantry, CFG)
-    assert len(runs) == len(R.DROPOUTS) * len(R.WEIGHT_DECAYS)
-    d, w = R.best_cell(runs)
+    runs = E.rules_grid(pantry, CFG)
+    assert len(runs) == len(E.DROPOUTS) * len(E.WEIGHT_DECAYS)
+    d, w = E.best_cell(runs)
     k = runs.index(dropout=d, weight_decay=w)
     assert runs.val_accuracy[k, -1] == runs.val_accuracy[:, -1].max()
     png = kl.widgets.render_png(R.draw_grid, runs, figsize=(5, 3.6))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import kitchenlab as kl
+from kitchenlab import experiments as E
 from kitchenlab.widgets import tasters as T
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -12,8 +13,8 @@ CFG = kl.regularize.RunConfig(max_width=32, epochs=20, record_every=5)  # short 
 
 @pytest.fixture(scope="module")
 def runs():
-    pantry = kl.regularize.pantry(n_train=400, n_val=100, n_test=20, seed=0)
-    return T.overfitting_grid(pantry, CFG)
+    pantry = kl.data.pantry(n_train=400, n_val=100, n_test=20, seed=0)
+    return E.overfitting_grid(pantry, CFG)
 
 
 @pytest.fixture(scope="module")
@@ -22,22 +23,22 @@ def panel(runs):
 
 
 def test_grid_covers_every_cell(runs):
-    assert len(runs) == len(T.WIDTHS) * len(T.SIZES)
-    assert T.gap_table(runs).shape == (len(T.WIDTHS), len(T.SIZES))
-    for w in T.WIDTHS:
-        for n in T.SIZES:
+    assert len(runs) == len(E.WIDTHS) * len(E.SIZES)
+    assert E.gap_table(runs).shape == (len(E.WIDTHS), len(E.SIZES))
+    for w in E.WIDTHS:
+        for n in E.SIZES:
             k = runs.index(width=w, n_train=n)
             assert runs.values["width"][k] == w and runs.values["n_train"][k] == n
 
 
 def test_controls(panel):
     assert list(panel.controls) == ["width", "n_train"]
-    assert tuple(panel.controls["width"].options) == T.WIDTHS
-    assert tuple(panel.controls["n_train"].options) == T.SIZES
+    assert tuple(panel.controls["width"].options) == E.WIDTHS
+    assert tuple(panel.controls["n_train"].options) == E.SIZES
 
 
-@pytest.mark.parametrize("width", [T.WIDTHS[0], T.WIDTHS[-1]])
-@pytest.mark.parametrize("n_train", [T.SIZES[0], T.SIZES[-1]])
+@pytest.mark.parametrize("width", [E.WIDTHS[0], E.WIDTHS[-1]])
+@pytest.mark.parametrize("n_train", [E.SIZES[0], E.SIZES[-1]])
 def test_every_slider_extreme_renders(panel, runs, width, n_train):
     view, png, text = panel.render(width=width, n_train=n_train)
     assert png.startswith(PNG_MAGIC) and len(png) > 5000
@@ -56,7 +57,7 @@ def test_off_grid_values_snap_to_the_nearest_cell(runs):
 def test_widget_builds_without_error(panel):
     box = panel.widget
     assert "kl-panel" in box._dom_classes
-    panel.controls["width"].value = T.WIDTHS[0]
+    panel.controls["width"].value = E.WIDTHS[0]
     assert "kl-error" not in panel._text.value and "width 1</b>" in panel._text.value
     assert bytes(panel._image.value).startswith(PNG_MAGIC)
 

@@ -15,16 +15,11 @@ import html
 import numpy as np
 from matplotlib.patches import Rectangle
 
+from kitchenlab.data import Pantry
+from kitchenlab.experiments import (CONFIG, DROPOUTS, LEARNING_RATE, WEIGHT_DECAYS,
+                                    rules_baseline)
 from kitchenlab.plots import PALETTE
-from kitchenlab.regularize import Pantry, RunConfig, Runs, grid, run_many, run_one
-
-DROPOUTS = (0.0, 0.2, 0.4, 0.6, 0.8)  # summary grid rows: share of burners randomly off
-WEIGHT_DECAYS = (0.0, 0.3, 1.0, 3.0, 10.0)  # summary grid columns: the fine for big knobs
-LEARNING_RATE = 1e-2  # a bold apprentice, so that 100 practice cakes are memorised
-# Curves recorded every 10 epochs (21 points): tasting the guests is a third of a small
-# run's work, and halving it makes every run here (slider, grid, serial baseline) cheaper.
-CONFIG = RunConfig(record_every=10)
-
+from kitchenlab.regularize import RunConfig, Runs, run_one
 
 @dataclasses.dataclass
 class RulesView:
@@ -41,11 +36,6 @@ class RulesView:
     weights: np.ndarray  # every kernel entry after training (flat)
     base_weights: np.ndarray
     finite: bool
-
-
-def baseline(pantry: Pantry, config: RunConfig = CONFIG) -> Runs:
-    """The kitchen without house rules (same data, same start, same learning rate)."""
-    return run_one(pantry, config, learning_rate=LEARNING_RATE)
 
 
 def compute(pantry: Pantry, config: RunConfig, base: Runs, dropout: float,
@@ -112,24 +102,12 @@ def panel(pantry: Pantry, config: RunConfig = CONFIG, *, dropout: float = 0.0,
         "dropout": float_slider("dropout: share of burners randomly off", dropout, 0.0, 0.9, 0.05),
         "weight_decay": log_slider("weight decay: fine for big knobs", weight_decay, -3, 1, 0.25),
     }
-    base = baseline(pantry, config)
+    base = rules_baseline(pantry, config)
     return Panel(functools.partial(compute, pantry, config, base), draw, readout, controls,
                  figsize=(9.6, 3.6), css_class="kl-panel")
 
 
 # ---------------------------------------------------------------- the summary grid
-def rules_grid(pantry: Pantry, config: RunConfig = CONFIG) -> Runs:
-    """Every (dropout, weight decay) pair of the summary grid in ONE vmapped call."""
-    return run_many(pantry, config, learning_rate=LEARNING_RATE,
-                    **grid(dropout=DROPOUTS, weight_decay=WEIGHT_DECAYS))
-
-
-def best_cell(runs: Runs) -> tuple[float, float]:
-    """(dropout, weight decay) with the highest final validation accuracy."""
-    k = int(np.argmax(runs.val_accuracy[:, -1]))
-    return float(runs.values["dropout"][k]), float(runs.values["weight_decay"][k])
-
-
 def draw_grid(runs: Runs, fig) -> None:
     """Validation accuracy over (dropout x weight decay), best cell outlined."""
     acc = runs.val_accuracy[:, -1].reshape(len(DROPOUTS), len(WEIGHT_DECAYS))
