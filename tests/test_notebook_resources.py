@@ -31,3 +31,28 @@ def test_markdown_table():
     table = markdown_table([Usage("notebooks/02_x.ipynb", 12.34, 678.9)], 1500, 45)
     assert "| notebooks/02_x.ipynb | 12.3 | 679 |" in table
     assert table.startswith("| notebook | seconds | peak MB |")
+
+
+def test_pin_to_cores_pins_every_thread_and_later_children():
+    """A pinned process, its threads and a child it starts afterwards all run on 1 core."""
+    import os
+
+    import pytest
+
+    from nb_resources import pin_to_cores
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("CPU pinning needs Linux")
+    code = ("import os, subprocess, sys, threading, time\n"
+            "threading.Thread(target=time.sleep, args=(3,), daemon=True).start()\n"
+            "time.sleep(1.0)\n"  # the parent pins us meanwhile
+            "child = subprocess.run([sys.executable, '-c', "
+            "'import os; print(len(os.sched_getaffinity(0)))'], capture_output=True, text=True)\n"
+            "threads = [len(os.sched_getaffinity(int(t))) for t in os.listdir('/proc/self/task')]\n"
+            "print(child.stdout.strip(), max(threads))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    cores = pin_to_cores(proc.pid, 1)
+    out, _ = proc.communicate(timeout=60)
+    assert cores is not None and len(cores) == 1
+    assert out.split() == ["1", "1"], out

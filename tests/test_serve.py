@@ -145,7 +145,11 @@ def test_service_is_read_only(service, chef):
         service.config = None
     with pytest.raises(ValueError):
         service.params["head.bias"][0] = 1.0  # read-only arrays
-    assert not hasattr(service, "optimizer")
+    for name in ("update", "train"):
+        with pytest.raises(TypeError, match="refuses to be trained"):
+            getattr(service, name)()
+    with pytest.raises(TypeError, match="laminated Service: it refuses to be trained"):
+        kl.train.fit(service, kitchen.train, kitchen.val, kl.config.TrainConfig.tiny())
 
 
 def test_cost_analysis_counts_flops(service):
@@ -257,7 +261,9 @@ def test_corrupted_export_is_refused(folder, tmp_path):
 
 
 @pytest.mark.parametrize("edit, words", [
-    (lambda m: m.update(format_version=99), ["format_version", "99"]),
+    (lambda m: m.update(format_version=99), ["format_version is 99", "upgrade kitchenlab"]),
+    (lambda m: m.update(format_version=0), ["format_version must be an int from 1", "got 0"]),
+    (lambda m: m.update(format_version="2"), ["format_version must be an int", "'2'"]),
     (lambda m: m["model"]["config"].update(width=64), ["weight shapes", "width=64"]),
     (lambda m: m["model"]["config"].update(depth=-1), ["valid MLPConfig", "depth"]),
     (lambda m: m["model"]["config"].update(colour="red"), ["valid MLPConfig", "colour"]),
@@ -274,3 +280,96 @@ def test_incompatible_manifest_is_refused(folder, tmp_path, edit, words):
         kl.serve.open_restaurant(bad)
     for w in words:
         assert w in str(info.value), (w, str(info.value))
+
+
+def test_export_runs_on_cpu_and_cuda_and_other_backends_are_refused(folder, monkeypatch):
+    manifest = kl.serve.read_manifest(folder)
+    assert manifest["export"]["platforms"] == ["cpu", "cuda"]
+    assert artifact.backend_platform() == "cpu"
+    monkeypatch.setattr(artifact, "backend_platform", lambda: "rocm")
+    with pytest.raises(ValueError, match=r"exported for platforms \['cpu', 'cuda'\], but this "
+                                         r"process runs JAX on 'rocm'.*JAX_PLATFORMS=cpu"):
+        kl.serve.open_restaurant(folder)
+
+
+def test_an_older_format_version_still_opens(folder, chef, tmp_path):
+    """Version 1 folders (CPU-only export, no fsync) read exactly like version 2."""
+    model, kitchen = chef
+    old = _copy(folder, tmp_path / "v1")
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    x = kitchen.raw.test.x[:5]
+    np.testing.assert_array_equal(kl.serve.open_restaurant(old).predict(x).logits,
+                                  kl.serve.open_restaurant(folder).predict(x).logits)
+
+
+def test_forward_refuses_empty_and_non_finite_trays(service):
+    with pytest.raises(ValueError, match=r"x is empty: shape \(0, 8\)"):
+        service.forward(np.zeros((0, 8), np.float32))
+    x = np.zeros((3, 8), np.float32)
+    x[2, 5] = np.inf
+    with pytest.raises(ValueError, match="non-finite .* first at order 2, feature 5: inf"):
+        service.forward(x)
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 8\), got shape \(8,\)"):
+        service.forward(np.zeros(8, np.float32))
+
+
+def test_odd_trays_are_padded_to_a_bounded_set_of_programs(folder, chef):
+    """Every tray size from 1 to 40, and 2500 orders at once: at most 11 compiled programs
+    (powers of two up to 1024), and the same logits as one order at a time."""
+    model, kitchen = chef
+    svc = kl.serve.open_restaurant(folder, batch_sizes=(), warm=False)
+    x = np.tile(kitchen.test.x, (30, 1))[:2500]
+    expected = kl.evaluate.predict_logits(model, x)
+    for b in range(1, 41):
+        np.testing.assert_allclose(svc.forward(x[:b]), expected[:b], rtol=1e-6, atol=1e-6)
+    assert svc.compiled_batch_sizes == (1, 2, 4, 8, 16, 32, 64)
+    np.testing.assert_allclose(svc.forward(x), expected, rtol=1e-6, atol=1e-6)
+    assert max(svc.compiled_batch_sizes) == 1024 and len(svc.compiled_batch_sizes) <= 11
+    assert [kl.serve.service.tray_size(n) for n in (1, 3, 5, 64, 65, 1000, 5000)] == \
+        [1, 4, 8, 64, 128, 1024, 1024]
+
+
+# ---------------------------------------------------------------- a laminate killed midway
+_KILL_CHILD = """
+import os, signal, sys
+import kitchenlab as kl
+from kitchenlab.serve import artifact
+
+step, folder = sys.argv[1], sys.argv[2]
+artifact._reached = lambda s: os.kill(os.getpid(), signal.SIGKILL) if s == step else None
+kitchen = kl.data.kitchen(200, seed=0)
+model = kl.models.make_mlp(kl.config.MLPConfig.tiny(), seed=1)  # a different chef
+kl.serve.laminate(model, folder, normalizer=kitchen.normalizer, force=True)
+print("finished")
+"""
+
+
+@pytest.mark.parametrize("step", ["weights", "export", "manifest", "swapped", None])
+def test_a_killed_laminate_leaves_the_old_model_or_the_new_one(chef, tmp_path, step):
+    """A real interruption: the laminating process is killed (SIGKILL, no clean-up runs)
+    right after one of its steps. The folder then holds the complete old model (killed
+    before the swap) or the complete new one (after it), never neither."""
+    import signal
+    import subprocess
+    import sys
+
+    model, kitchen = chef
+    folder = kl.serve.laminate(model, tmp_path / "chef", normalizer=kitchen.normalizer)
+    old = kl.serve.read_manifest(folder)["weights"]["sha256"]
+    new_model = kl.models.make_mlp(kl.config.MLPConfig.tiny(), seed=1)
+    new = kl.serve.checksum(artifact.flat_params(new_model))
+    assert new != old
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _KILL_CHILD, str(step), str(folder)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    if step is None:
+        assert proc.returncode == 0 and "finished" in proc.stdout, proc.stderr[-2000:]
+    else:
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    manifest = kl.serve.read_manifest(folder)
+    params = artifact.load_params(folder, manifest)  # complete: every checksum holds
+    expected = old if step in ("weights", "export", "manifest") else new
+    assert manifest["weights"]["sha256"] == kl.serve.checksum(params) == expected
+    kl.serve.open_restaurant(folder).predict(kitchen.raw.test.x[:3])

@@ -1,4 +1,5 @@
 import math
+import os
 
 import jax
 import numpy as np
@@ -75,5 +76,8 @@ def test_sweep_spreads_runs_over_two_cpu_devices():
             np.testing.assert_allclose(s.val_loss[i], h.val_loss, rtol=1e-4, atol=1e-5)
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # The child asks for CPU devices: on a GPU host it must not start (and preallocate) the GPU.
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=env)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -58,6 +58,7 @@ def test_widget_builds_without_error(panel):
     box = panel.widget
     assert "kl-panel" in box._dom_classes
     panel.controls["dropout"].value = panel.controls["dropout"].max
+    assert panel.wait()
     assert "kl-error" not in panel._text.value and "dropout 0.90</b>" in panel._text.value
 
 

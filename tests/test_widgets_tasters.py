@@ -58,6 +58,7 @@ def test_widget_builds_without_error(panel):
     box = panel.widget
     assert "kl-panel" in box._dom_classes
     panel.controls["width"].value = E.WIDTHS[0]
+    assert panel.wait()
     assert "kl-error" not in panel._text.value and "width 1</b>" in panel._text.value
     assert bytes(panel._image.value).startswith(PNG_MAGIC)
 

@@ -5,23 +5,34 @@ A laminated folder holds three things, written together or not at all:
 * ``weights/``: the knob settings, saved with orbax (async save, then waited for);
 * ``forward.jax_export``: the recipe itself, the inference function ``(params, x) -> logits``
   serialized by ``jax.export`` as StableHLO with a symbolic batch dimension ``b``, so it
-  runs for any tray size without the Python model code;
+  runs for any tray size without the Python model code. It is lowered for the platforms in
+  ``PLATFORMS`` (CPU and CUDA GPUs); a process on any other backend is refused at open time
+  with a clear error, not deep inside the call;
 * ``manifest.json``: config, feature names/units/ranges, normalization statistics, label
   names, library versions and SHA-256 checksums of the weights and of the export.
 
-Everything is first written into a hidden temporary sibling folder and then renamed into
-place, so a crash never leaves a half-written model where a laminated one should be.
+Everything is first written into a hidden temporary sibling folder, flushed to disk
+(``fsync`` of every file and folder), and then renamed into place; replacing an existing
+model (``force=True``) swaps the two folders in one atomic step (Linux ``renameat2`` with
+``RENAME_EXCHANGE``). So a crash, even a killed process, leaves the old model or the new
+one at the path, never a half-written one and never nothing (tested by killing a laminate
+between its steps). Where the atomic swap is unavailable (not Linux, or a file system
+without it) two renames are used and, for an instant, the path is empty. A crash can leave
+a hidden ``.<name>.*.tmp`` folder beside the model; it is never read and safe to delete.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import uuid
 from importlib import metadata
@@ -31,7 +42,13 @@ from typing import Any, Sequence
 import numpy as np
 
 FORMAT = "kitchenlab-laminated-model"
-FORMAT_VERSION = 1  # bump when the folder layout changes; loaders refuse newer versions
+# The folder layout's version. A loader reads every version from 1 up to its own and refuses
+# a newer one (laminated by a newer kitchenlab: upgrade to open it). Version 1 exported for
+# CPU only; version 2 exports for ``PLATFORMS``. Both read the same way; the export's own
+# platform list is checked against the process's backend at open time.
+FORMAT_VERSION = 2
+OLDEST_READABLE = 1
+PLATFORMS = ("cpu", "cuda")  # backends the exported recipe is lowered for
 MANIFEST, WEIGHTS, EXPORT = "manifest.json", "weights", "forward.jax_export"
 _LIBRARIES = ("kitchenlab", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
@@ -116,6 +133,12 @@ def checksum(params: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def _own_version() -> str:
+    from kitchenlab import __version__
+
+    return __version__
+
+
 def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -192,16 +215,20 @@ def laminate(model, folder, *, normalizer, force: bool = False,
     try:
         # 1) weights: orbax writes asynchronously; wait before anything reads them
         ckptr = ocp.StandardCheckpointer()
-        ckptr.save(tmp / WEIGHTS, {k: jnp.asarray(v) for k, v in params.items()})
-        ckptr.wait_until_finished()
-        ckptr.close()
-        # 2) the recipe: StableHLO with a symbolic batch size "b"
+        try:
+            ckptr.save(tmp / WEIGHTS, {k: jnp.asarray(v) for k, v in params.items()})
+            ckptr.wait_until_finished()
+        finally:
+            ckptr.close()
+        _reached("weights")
+        # 2) the recipe: StableHLO with a symbolic batch size "b", for CPU and CUDA
         forward = make_forward(config)
         (b,) = jax.export.symbolic_shape("b")
         x_spec = jax.ShapeDtypeStruct((b, config.n_features), jnp.float32)
         p_spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
-        exported = jax.export.export(jax.jit(forward))(p_spec, x_spec)
-        (tmp / EXPORT).write_bytes(bytes(exported.serialize()))
+        exported = jax.export.export(jax.jit(forward), platforms=PLATFORMS)(p_spec, x_spec)
+        _write_durably(tmp / EXPORT, bytes(exported.serialize()))
+        _reached("export")
         # 3) the manifest, written last: a folder with a manifest is complete
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
@@ -219,16 +246,57 @@ def laminate(model, folder, *, normalizer, force: bool = False,
             "versions": library_versions() | {"kitchenlab": __version__},
             "note": note,
         }
-        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_durably(tmp / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False)
+                       .encode("utf-8"))
         _make_read_only(tmp)
+        _fsync_tree(tmp)  # every byte on disk before the model becomes visible
+        _reached("manifest")
         _swap_into_place(tmp, final)
+        _fsync_dir(final.parent)  # the rename itself on disk
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _reached(step: str) -> None:
+    """Called after each step of ``laminate`` ("weights", "export", "manifest", "swapped").
+
+    Does nothing; the durability test replaces it in a child process with a hard kill, to
+    interrupt a real laminate between its steps.
+    """
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a folder's entries (creations, renames) durable; a no-op where unsupported."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
 
 
 def _target(folder, name: str) -> Path:
@@ -245,16 +313,39 @@ def _make_read_only(root: Path) -> None:
             os.chmod(p, os.stat(p).st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
-def _swap_into_place(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` to ``final``; an existing ``final`` is moved aside first, then removed.
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
 
-    Each rename is atomic (same parent folder, same file system), so ``final`` always holds
-    either the complete old model or the complete new one; between the two renames, for a
-    moment, it holds nothing, never a mixture. If the second rename fails the old model is
-    put back.
+    Returns False where the system or the file system cannot (then nothing happened).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a libc without renameat2 (glibc < 2.28, musl)
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, f"could not swap {str(a)!r} and {str(b)!r}: {os.strerror(err)}")
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    """Put ``tmp`` at ``final``; an existing ``final`` is swapped out atomically, then removed.
+
+    Where the atomic exchange is unavailable, the old model is moved aside first and put
+    back if the second rename fails (for an instant the path is empty, never half-written).
     """
     if not final.exists():
         os.rename(tmp, final)
+        _reached("swapped")
+        return
+    if _exchange(tmp, final):  # now tmp holds the old model
+        _reached("swapped")
+        shutil.rmtree(tmp, ignore_errors=True)
         return
     old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
     os.rename(final, old)
@@ -263,6 +354,7 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
     except BaseException:
         os.rename(old, final)
         raise
+    _reached("swapped")
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -298,10 +390,15 @@ def read_manifest(folder) -> dict:
         raise ValueError(f"folder {str(root)!r} is not a laminated model: manifest format "
                          f"expected {FORMAT!r}, got {got!r}")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"manifest format_version expected {FORMAT_VERSION} (what this "
-                         f"kitchenlab reads), got {version!r}: laminated by an incompatible "
-                         f"kitchenlab {manifest.get('versions', {}).get('kitchenlab', '?')}")
+    by = manifest.get("versions", {}).get("kitchenlab", "?") if isinstance(
+        manifest.get("versions"), dict) else "?"
+    if isinstance(version, bool) or not isinstance(version, int) or version < OLDEST_READABLE:
+        raise ValueError(f"manifest format_version must be an int from {OLDEST_READABLE} to "
+                         f"{FORMAT_VERSION}, got {version!r}: not a folder kitchenlab wrote")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"manifest format_version is {version}, newer than the "
+                         f"{FORMAT_VERSION} this kitchenlab {_own_version()} reads: it was "
+                         f"laminated by kitchenlab {by}; upgrade kitchenlab to open it")
     for key in ("model", "features", "labels", "normalizer", "weights", "export"):
         if key not in manifest:
             raise ValueError(f"manifest in {str(root)!r} lacks the {key!r} section")
@@ -371,10 +468,30 @@ def load_exported(manifest: dict):
         raise ValueError(f"exported function {str(path)!r} does not match its checksum in the "
                          "manifest: corrupted or replaced after laminating")
     try:
-        return jax.export.deserialize(bytearray(blob))
+        exported = jax.export.deserialize(bytearray(blob))
     except Exception as err:
         raise ValueError(f"exported function {str(path)!r} could not be deserialized by jax "
                          f"{jax.__version__}: {type(err).__name__}: {err}") from err
+    here = backend_platform()
+    if here not in exported.platforms:
+        raise ValueError(
+            f"laminated model {manifest['folder']!r} was exported for platforms "
+            f"{list(exported.platforms)}, but this process runs JAX on {here!r}: re-laminate "
+            f"it with this kitchenlab (which exports for {list(PLATFORMS)}), or run this "
+            f"process with JAX_PLATFORMS={exported.platforms[0]}")
+    return exported
+
+
+def backend_platform() -> str:
+    """The platform name ``jax.export`` uses for this process's default backend
+    ("cpu", "cuda", "rocm", "tpu")."""
+    import jax
+
+    backend = jax.default_backend()
+    if backend == "gpu":
+        version = str(getattr(jax.devices()[0].client, "platform_version", "")).lower()
+        return "rocm" if "rocm" in version else "cuda"
+    return backend
 
 
 def load_model(folder):

@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from kitchenlab.serve.service import tray_size
+
 POWERS_OF_TWO = tuple(2 ** k for k in range(11))  # 1 ... 1024
 
 
@@ -64,6 +66,7 @@ class QueueReport:
     max_wait: float  # seconds
     latencies: np.ndarray  # (N,) seconds from arrival to plated result
     tray_sizes: np.ndarray  # (number of trays,)
+    tray_seconds: np.ndarray  # (number of trays,) measured time to serve each tray
     throughput: float  # orders served per second of (replayed) service time
     labels: np.ndarray  # (N,) predicted label ids, in arrival order
 
@@ -74,6 +77,10 @@ class QueueReport:
     @property
     def p95(self) -> float:
         return float(np.percentile(self.latencies, 95))
+
+    @property
+    def p99(self) -> float:
+        return float(np.percentile(self.latencies, 99))
 
     @property
     def mean_tray(self) -> float:
@@ -88,8 +95,9 @@ class QueueReport:
 class OrderQueue:
     """Group incoming orders into trays of up to ``max_batch``, waiting at most ``max_wait`` s.
 
-    Trays are padded up to the next compiled size (powers of two up to ``max_batch``) so
-    odd tray sizes never trigger a compile while guests wait.
+    Every tray size up to ``max_batch`` is compiled when the queue opens (the service pads
+    odd sizes up to the next power of two, ``kl.serve.service.tray_size``), so no guest ever
+    waits for a compile.
     """
 
     def __init__(self, service, *, max_batch: int = 64, max_wait: float = 0.002):
@@ -98,17 +106,12 @@ class OrderQueue:
         if not isinstance(max_wait, (int, float)) or not 0.0 <= max_wait < float("inf"):
             raise ValueError(f"max_wait must be a finite number of seconds >= 0, got {max_wait!r}")
         self.service, self.max_batch, self.max_wait = service, int(max_batch), float(max_wait)
-        self.buckets = tuple(sorted({b for b in POWERS_OF_TWO if b < max_batch} | {int(max_batch)}))
+        self.buckets = tuple(sorted({tray_size(b) for b in range(1, self.max_batch + 1)}))
         service.compile(self.buckets)
 
     def serve_tray(self, x_raw: np.ndarray) -> np.ndarray:
-        """Serve one tray (k, F) raw orders, padded to a compiled size; label ids (k,)."""
-        k = x_raw.shape[0]
-        x = self.service.preprocess(x_raw)
-        size = next(b for b in self.buckets if b >= k)
-        if size > k:  # pad with mean orders (zeros after normalization), drop them after
-            x = np.concatenate([x, np.zeros((size - k, x.shape[1]), np.float32)])
-        return self.service.postprocess(self.service.forward(x)[:k]).label_ids
+        """Serve one tray (k, F) of raw orders; label ids (k,)."""
+        return self.service.predict(x_raw).label_ids
 
     def replay(self, x_raw: np.ndarray, arrivals: np.ndarray) -> QueueReport:
         """Serve orders ``x_raw`` (N, F) arriving at times ``arrivals`` (N,) seconds, sorted."""
@@ -118,7 +121,7 @@ class OrderQueue:
         if arrivals.shape != (n,) or np.any(np.diff(arrivals) < 0):
             raise ValueError(f"arrivals must be sorted times with shape ({n},), got shape "
                              f"{arrivals.shape}")
-        latencies, labels, trays = np.empty(n), np.empty(n, np.int64), []
+        latencies, labels, trays, seconds = np.empty(n), np.empty(n, np.int64), [], []
         free_at, i = arrivals[0], 0
         while i < n:
             full = i + self.max_batch - 1  # the order that would fill the tray
@@ -128,9 +131,11 @@ class OrderQueue:
             j = max(j, i + 1)
             t0 = time.perf_counter()
             labels[i:j] = self.serve_tray(x_raw[i:j])
-            done = t_send + (time.perf_counter() - t0)
+            seconds.append(time.perf_counter() - t0)
+            done = t_send + seconds[-1]
             latencies[i:j] = done - arrivals[i:j]
             trays.append(j - i)
             free_at, i = done, j
         return QueueReport(self.max_batch, self.max_wait, latencies, np.asarray(trays),
-                           throughput=n / (free_at - arrivals[0]), labels=labels)
+                           np.asarray(seconds), throughput=n / (free_at - arrivals[0]),
+                           labels=labels)

@@ -56,6 +56,13 @@ class Verdict:
 
 
 DRY_RUNS = 3  # test cakes baked on each compiled tray size before the doors open
+MAX_TRAY = 1024  # the largest tray compiled; bigger orders are served in several trays
+
+
+def tray_size(n: int) -> int:
+    """The compiled tray an order of ``n`` cakes is baked on: the next power of two, at most
+    ``MAX_TRAY``. Odd sizes are padded up, so at most 11 programs are ever compiled."""
+    return min(1 << max(int(n) - 1, 0).bit_length(), MAX_TRAY)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -71,7 +78,10 @@ class Service:
     ``batch_sizes`` are compiled ahead of time when the restaurant opens (mise-en-place),
     each followed by a few dry-run bakes: a fresh XLA executable's first runs pay one-time
     setup (memory, thread pools), and that should not be a guest's wait.
-    Other tray sizes still work: they are compiled on first use (``jax.jit``).
+    Any other number of orders is padded up to the next power-of-two tray (``tray_size``),
+    compiled on first use: the kitchen never holds more than 11 compiled programs, however
+    many different tray sizes guests bring. More than ``MAX_TRAY`` orders are served in
+    several trays.
     """
 
     laminated = True  # a flag training code can check before touching a model
@@ -165,12 +175,29 @@ class Service:
         return ((self.measure(orders) - self._mean) / self._std).astype(np.float32)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Normalized features (B, F) -> logits (B, C), on the compiled recipe for size B."""
+        """Normalized features (B, F) -> logits (B, C) on compiled trays (padded, see class)."""
         x = np.asarray(x, np.float32)
-        if x.ndim != 2 or x.shape[1] != self.config.n_features:
-            raise ValueError(f"x must have shape (B, {self.config.n_features}), got {x.shape}")
-        fn = self._compiled.get(x.shape[0], self._jit)
-        return np.asarray(fn(self._params, x))
+        n_features = self.config.n_features
+        if x.ndim != 2 or x.shape[1] != n_features:
+            raise ValueError(f"x must have shape (B, {n_features}), got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x is empty: shape {x.shape}; a tray needs at least one order")
+        bad = ~np.isfinite(x)
+        if bad.any():
+            row, col = map(int, np.argwhere(bad)[0])
+            raise ValueError(f"x contains {int(bad.sum())} non-finite value(s) (NaN or inf), "
+                             f"first at order {row}, feature {col}: {x[row, col]}")
+        out = []
+        for start in range(0, x.shape[0], MAX_TRAY):
+            part = x[start:start + MAX_TRAY]
+            b = part.shape[0]
+            size = b if b in self._compiled else tray_size(b)
+            if size not in self._compiled:
+                self.compile([size])
+            if size > b:  # pad with mean orders (zeros after normalization), drop them after
+                part = np.concatenate([part, np.zeros((size - b, n_features), np.float32)])
+            out.append(np.asarray(self._compiled[size](self._params, part))[:b])
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def eager_forward(self, x: np.ndarray) -> np.ndarray:
         """The same recipe followed op by op (``jax.disable_jit``), for comparison only."""

@@ -10,6 +10,9 @@ Each panel is three pieces, kept apart so they can be tested without a browser:
 
 ``Panel`` wires them to ipywidgets: the figure is sent as a PNG to an ``Image`` widget, so a
 redraw replaces one image (no flicker) and a test can see that the picture changed.
+Rapid slider moves are coalesced: the work runs in one background thread that always takes
+the newest slider values, so ten quick key presses cost at most two computes (the one
+running and the last), never ten in a row.
 Topic panels live in submodules: ``kl.widgets.apprenticeship`` (notebook 02), ...
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import html
 import importlib
 import io
+import threading
 import time
 import traceback
 from typing import Any, Callable
@@ -64,8 +68,12 @@ class Panel:
         self.css_class = css_class
         self.last_seconds: float | None = None  # compute + draw time of the last update
         self.last_result = None
+        self.updates = 0  # how many slider positions were computed and shown (or failed)
         self._widget = None
         self._fig = None  # one figure redrawn on every move (see render_png)
+        self._lock = threading.Lock()
+        self._pending: dict | None = None  # newest slider values not yet shown
+        self._worker: threading.Thread | None = None
 
     def values(self) -> dict[str, Any]:
         return {name: c.value for name, c in self.controls.items()}
@@ -97,23 +105,51 @@ class Panel:
             c.observe(self._on_change, names="value")
         box = w.VBox(list(self.controls.values()) + [self._text, self._image])
         box.add_class(self.css_class)
-        self._refresh()
+        self._show(self.values())  # the default view, drawn before the panel appears
         return box
 
     def _on_change(self, _change=None):
-        self._refresh()
+        """A slider moved: remember its newest values; start the worker if it is idle."""
+        with self._lock:
+            self._pending = self.values()
+            if self._worker is not None:
+                return  # the running worker picks the newest values when it is done
+            self._worker = threading.Thread(target=self._work, name="kl-panel", daemon=True)
+            self._worker.start()
 
-    def _refresh(self):
+    def _work(self):
+        while True:
+            with self._lock:
+                values, self._pending = self._pending, None
+                if values is None:  # nothing newer arrived while we drew: done
+                    self._worker = None
+                    return
+            self._show(values)
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Block until every slider move so far is drawn (for tests and scripts)."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            with self._lock:
+                worker = self._worker
+            if worker is None:
+                return True
+            worker.join(max(deadline - time.perf_counter(), 0.0))
+        return False
+
+    def _show(self, values: dict):
         start = time.perf_counter()
         try:
-            self.last_result, png, text = self.render(**self.values())
+            self.last_result, png, text = self.render(**values)
             self._image.value = png
             self._text.value = text
         except Exception as err:  # a panel must never leave a traceback: show it plainly
+            self._image.value = b""  # never leave the old picture under a new value
             self._text.value = (
                 '<div class="kl-error" style="color:#D55E00"><b>This panel hit an error</b>: '
                 f"{html.escape(type(err).__name__)}: {html.escape(str(err))}<pre>"
                 f"{html.escape(traceback.format_exc(limit=3))}</pre></div>")
+        self.updates += 1
         self.last_seconds = time.perf_counter() - start
 
     def _ipython_display_(self):
