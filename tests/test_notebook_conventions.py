@@ -36,8 +36,34 @@ def test_notebook_conventions(path):
     assert "import kitchenlab as kl" in text
     assert any("your turn" in _source(c).lower() for c in cells if c["cell_type"] == "markdown")
     assert "kl.checks.check_" in text, "exercises are checked by kitchenlab.checks"
-    assert any(c["metadata"].get("jupyter", {}).get("source_hidden") for c in code), \
-        "worked solutions sit in collapsed cells"
+    solutions = [c for c in code if c["metadata"].get("jupyter", {}).get("source_hidden")]
+    assert solutions, "worked solutions sit in collapsed cells"
+    for c in solutions:  # the answer must not show above the learner's attempt
+        assert c["metadata"]["jupyter"].get("outputs_hidden"), \
+            f"solution outputs must be collapsed too: {_source(c)[:60]!r}"
+    md = "\n".join(_source(c) for c in cells if c["cell_type"] == "markdown")
+    assert re.search(r"^#+ .*recap", md, re.I | re.M), "ends with a recap section"
+    assert re.search(r"^#+ .*further reading", md, re.I | re.M), "and further reading"
+    if path.stem != "00_kitchen_tour":
+        assert re.search(r"predict,? then run", md, re.I), "one 'predict, then run' question"
+
+
+def test_stated_run_times_equal_the_readme_table():
+    """The "**Run time:** about N s" of every notebook is the README's measured seconds."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from sync_run_times import readme_times, stated_seconds
+
+    table = readme_times((Path(__file__).resolve().parents[1] / "README.md").read_text())
+    for path in NOTEBOOKS:
+        assert path.stem in table, f"{path.stem} is missing from the README's notebook table"
+        stated = stated_seconds(path)
+        assert stated == round(table[path.stem][0]), (
+            f"{path.stem} says about {stated} s, the README measured {table[path.stem][0]} s: "
+            "run tools/sync_run_times.py after make test")
+        first = "".join(_load(path)["cells"][0]["source"])
+        assert "one CPU core" in first, f"{path.stem}: say the run time is for one CPU core"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
