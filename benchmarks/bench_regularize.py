@@ -18,16 +18,16 @@ from timing import median_seconds, ratio
 
 def measure() -> dict:
     import kitchenlab as kl
-    from kitchenlab import experiments
+    from kitchenlab.experiments import rules, tasters
     from kitchenlab.data import pantry
     from kitchenlab.regularize import run_one
-    from kitchenlab.widgets import tasters
+    from kitchenlab.widgets import tasters as tasters_panel
 
     kl.setup(seed=0, quiet=True)
 
     # 1) overfitting panel: one grid, then slider answers
-    runs = experiments.overfitting_grid(pantry(n_train=400, n_val=400, n_test=400, noise=0.05))
-    panel = tasters.panel(runs)
+    runs = tasters.overfitting_grid(pantry(n_train=400, n_val=400, n_test=400, noise=0.05))
+    panel = tasters_panel.panel(runs)
     positions = [(w, n) for w in (1, 8, 32) for n in (25, 100, 400)]
     panel.render(width=32, n_train=50)  # warm matplotlib
     times = []
@@ -38,15 +38,15 @@ def measure() -> dict:
 
     # 2) the rules grid: one vmapped call vs cell by cell
     kitchen = pantry(n_train=100, n_val=400, n_test=400, noise=0.1)
-    cells = kl.regularize.grid(dropout=experiments.DROPOUTS, weight_decay=experiments.WEIGHT_DECAYS)
+    cells = kl.regularize.grid(dropout=rules.DROPOUTS, weight_decay=rules.WEIGHT_DECAYS)
 
     def serial():
         for d, w in zip(cells["dropout"], cells["weight_decay"]):
-            run_one(kitchen, experiments.CONFIG, dropout=d, weight_decay=w,
-                    learning_rate=experiments.LEARNING_RATE)
+            run_one(kitchen, rules.CONFIG, dropout=d, weight_decay=w,
+                    learning_rate=rules.LEARNING_RATE)
 
-    run_one(kitchen, experiments.CONFIG, learning_rate=experiments.LEARNING_RATE)  # compile the single run
-    t_vmap = median_seconds(lambda: experiments.rules_grid(kitchen), repeats=5, warmup=1)
+    run_one(kitchen, rules.CONFIG, learning_rate=rules.LEARNING_RATE)  # compile the single run
+    t_vmap = median_seconds(lambda: rules.rules_grid(kitchen), repeats=5, warmup=1)
     t_serial = median_seconds(serial, repeats=3, warmup=0)
     return {"tasters.slider_response_s": round(statistics.median(times), 3),
             "rules.grid_vmapped_vs_serial": ratio(t_serial, t_vmap)}

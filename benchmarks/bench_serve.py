@@ -16,7 +16,6 @@ import os
 import sys
 import tempfile
 
-import numpy as np
 
 from timing import ratio
 

@@ -40,7 +40,7 @@ import optax
 from flax import nnx
 
 from kitchenlab.config import OPTIMIZERS, MLPConfig, TrainConfig, _check_positive_int
-from kitchenlab.data import CakeData, Pantry
+from kitchenlab.data import Pantry
 from kitchenlab.models import make_mlp
 from kitchenlab.optim import Hyper, hyper, l2_penalty, make_optimizer
 from kitchenlab.sweep import check_sweep_axis, shard_runs

@@ -1,7 +1,6 @@
 import math
 import os
 
-import jax
 import numpy as np
 import pytest
 

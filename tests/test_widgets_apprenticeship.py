@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kitchenlab as kl
-from kitchenlab import experiments as E
+from kitchenlab.experiments import apprenticeship as E
 from kitchenlab.widgets import apprenticeship as A
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

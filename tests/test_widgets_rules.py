@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kitchenlab as kl
-from kitchenlab import experiments as E
+from kitchenlab.experiments import rules as E
 from kitchenlab.widgets import rules as R
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

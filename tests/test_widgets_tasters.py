@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import kitchenlab as kl
-from kitchenlab import experiments as E
+from kitchenlab.experiments import tasters as E
 from kitchenlab.widgets import tasters as T
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

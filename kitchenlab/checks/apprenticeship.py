@@ -10,10 +10,10 @@ from kitchenlab.checks import Feedback, close
 def check_learning_rate(learning_rate, kitchen=None, *, target: float = 0.2) -> bool:
     """Does plain SGD at ``learning_rate`` reach train loss < ``target`` in 20 days, calmly?
 
-    Uses notebook 02's plan (``kl.experiments.default_config()``), so it reuses the
+    Uses notebook 02's plan (``kl.experiments.apprenticeship.default_config()``), so it reuses the
     compiled run the notebook already has.
     """
-    from kitchenlab.experiments import lr_curves
+    from kitchenlab.experiments.apprenticeship import lr_curves
 
     fb = Feedback("A learning rate for plain SGD")
     try:

@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from kitchenlab import plots
 from kitchenlab.config import TrainConfig
-from kitchenlab.experiments import (VERDICT_WORDS, Curves, _kitchen, _train, clip_curves,
+from kitchenlab.experiments.apprenticeship import (VERDICT_WORDS, Curves, _kitchen, _train, clip_curves,
                                     default_config, lr_curves)
 from kitchenlab.widgets import Panel, log_slider
 

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from kitchenlab.data import Pantry
-from kitchenlab.experiments import (CONFIG, DROPOUTS, LEARNING_RATE, WEIGHT_DECAYS,
+from kitchenlab.experiments.rules import (CONFIG, DROPOUTS, LEARNING_RATE, WEIGHT_DECAYS,
                                     rules_baseline)
 from kitchenlab.plots import PALETTE
 from kitchenlab.regularize import RunConfig, Runs, run_one

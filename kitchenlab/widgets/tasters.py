@@ -15,7 +15,7 @@ import html
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from kitchenlab.experiments import SIZES, WIDTHS, gap_table
+from kitchenlab.experiments.tasters import SIZES, WIDTHS, gap_table
 from kitchenlab.plots import PALETTE
 from kitchenlab.regularize import Runs
 from kitchenlab.widgets import Panel

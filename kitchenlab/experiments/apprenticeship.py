@@ -1,14 +1,11 @@
-"""Named experiments the notebooks, their panels and their checks share.
+"""Notebook 02's experiments: how boldly the sous-chef turns the knobs.
 
-A panel (``kl.widgets``) draws what these compute, and a check (``kl.checks``) grades an
-answer by running them, so neither has to import the other: the arrows point down.
-
-Notebook 02 (the apprenticeship): ``default_config`` is its training plan, ``lr_curves`` /
-``clip_curves`` train a fresh model at one slider value and name what happened
-(``verdict``). They call ``kl.train.fit(fused=True)``, in which the learning rate and the
-clip norm are traced: every slider position reuses one compiled run. Plain SGD runs as the
-"momentum" optimizer with momentum 0 (the update is then exactly ``-lr * g``), so SGD and
-momentum share that compiled run too.
+``default_config`` is the notebook's training plan; ``lr_curves`` / ``clip_curves`` train a
+fresh model at one slider value and name what happened (``verdict``). They call
+``kl.train.fit(fused=True)``, in which the learning rate and the clip norm are traced: every
+slider position reuses one compiled run. Plain SGD runs as the "momentum" optimizer with
+momentum 0 (the update is then exactly ``-lr * g``), so SGD and momentum share that
+compiled run too.
 """
 
 from __future__ import annotations
@@ -19,8 +16,6 @@ import functools
 import numpy as np
 
 from kitchenlab.config import TrainConfig
-from kitchenlab.data import Pantry
-from kitchenlab.regularize import RunConfig, Runs, grid, run_many, run_one
 
 OPTIMIZER_NAMES = {"sgd": "SGD", "momentum": "SGD + momentum", "adam": "Adam", "adamw": "AdamW"}
 
@@ -176,44 +171,3 @@ def _display(config: TrainConfig) -> str:
     if config.optimizer == "momentum" and config.momentum == 0.0:
         return "SGD"
     return OPTIMIZER_NAMES[config.optimizer]
-
-
-# ---------------------------------------------------------------- notebook 03: guest tasters
-WIDTHS = (1, 2, 4, 8, 16, 32)  # knobs per station (hidden units per layer), depth 2
-SIZES = (25, 50, 100, 200, 400)  # practice cakes
-
-
-def overfitting_grid(pantry: Pantry, config: RunConfig = RunConfig()) -> Runs:
-    """All 30 (width, n_train) runs in one vmapped call; rows ordered width-major."""
-    return run_many(pantry, config, **grid(width=WIDTHS, n_train=SIZES))
-
-
-def gap_table(runs: Runs) -> np.ndarray:
-    """Generalization gap (final train - val accuracy) as a (len(WIDTHS), len(SIZES)) table."""
-    return runs.gap.reshape(len(WIDTHS), len(SIZES))
-
-
-# ---------------------------------------------------------------- notebook 04: house rules
-DROPOUTS = (0.0, 0.2, 0.4, 0.6, 0.8)  # summary grid rows: share of burners randomly off
-WEIGHT_DECAYS = (0.0, 0.3, 1.0, 3.0, 10.0)  # summary grid columns: the fine for big knobs
-LEARNING_RATE = 1e-2  # a bold apprentice, so that 100 practice cakes are memorised
-# Curves recorded every 10 epochs (21 points): tasting the guests is a third of a small
-# run's work, and halving it makes every run here (slider, grid, serial baseline) cheaper.
-CONFIG = RunConfig(record_every=10)
-
-
-def rules_baseline(pantry: Pantry, config: RunConfig = CONFIG) -> Runs:
-    """The kitchen without house rules (same data, same start, same learning rate)."""
-    return run_one(pantry, config, learning_rate=LEARNING_RATE)
-
-
-def rules_grid(pantry: Pantry, config: RunConfig = CONFIG) -> Runs:
-    """Every (dropout, weight decay) pair of the summary grid in ONE vmapped call."""
-    return run_many(pantry, config, learning_rate=LEARNING_RATE,
-                    **grid(dropout=DROPOUTS, weight_decay=WEIGHT_DECAYS))
-
-
-def best_cell(runs: Runs) -> tuple[float, float]:
-    """(dropout, weight decay) with the highest final validation accuracy."""
-    k = int(np.argmax(runs.val_accuracy[:, -1]))
-    return float(runs.values["dropout"][k]), float(runs.values["weight_decay"][k])
