@@ -175,8 +175,11 @@ class Normalizer:
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
 
-def check_features(x, name: str = "x", *, n_features: int | None = None) -> np.ndarray:
-    """Validate a feature table: a 2-D finite float array with ``n_features`` columns."""
+def check_features(x, name: str = "x", *, n_features: int | None = None, item: str = "cake",
+                   columns=None) -> np.ndarray:
+    """Validate a feature table: a 2-D, non-empty, finite float32 array with ``n_features``
+    columns. Errors name the table (``name``), a row as an ``item`` ("cake", "order") and a
+    column by its ingredient name when ``columns`` lists them."""
     try:
         arr = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError):
@@ -184,17 +187,18 @@ def check_features(x, name: str = "x", *, n_features: int | None = None) -> np.n
     if arr.ndim != 2:
         raise ValueError(f"{name} must have shape (N, F), got shape {arr.shape}")
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: shape {arr.shape}; need at least one cake")
+        raise ValueError(f"{name} is empty: shape {arr.shape}; need at least one {item}")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(
-            f"{name} has {arr.shape[1]} features per cake, but the model expects {n_features}"
+            f"{name} has {arr.shape[1]} features per {item}, but the model expects {n_features}"
         )
     bad = ~np.isfinite(arr)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
+        where = f"ingredient {columns[col]!r}" if columns is not None else f"column {col}"
         raise ValueError(
             f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf), "
-            f"first at row {row}, column {col}: {arr[row, col]}"
+            f"first at {item} {row}, {where}: {arr[row, col]}"
         )
     return arr
 

@@ -83,7 +83,7 @@ def test_bad_inputs_name_the_argument():
         data.split(data.make_cakes(10), val_fraction=0.5, test_fraction=0.5)
     x = np.ones((3, 8), np.float32)
     x[1, 2] = np.nan
-    with pytest.raises(ValueError, match=r"non-finite .* row 1, column 2"):
+    with pytest.raises(ValueError, match=r"non-finite .* first at cake 1, column 2"):
         data.check_features(x)
     with pytest.raises(ValueError, match="has 7 features per cake, but the model expects 8"):
         data.check_features(np.ones((3, 7)), n_features=8)

@@ -305,14 +305,16 @@ def test_an_older_format_version_still_opens(folder, chef, tmp_path):
 
 
 def test_forward_refuses_empty_and_non_finite_trays(service):
-    with pytest.raises(ValueError, match=r"x is empty: shape \(0, 8\)"):
+    with pytest.raises(ValueError, match=r"x is empty: shape \(0, 8\); need at least one order"):
         service.forward(np.zeros((0, 8), np.float32))
     x = np.zeros((3, 8), np.float32)
     x[2, 5] = np.inf
-    with pytest.raises(ValueError, match="non-finite .* first at order 2, feature 5: inf"):
+    with pytest.raises(ValueError, match="non-finite .* first at order 2, column 5: inf"):
         service.forward(x)
-    with pytest.raises(ValueError, match=r"x must have shape \(B, 8\), got shape \(8,\)"):
+    with pytest.raises(ValueError, match=r"x must have shape \(N, F\), got shape \(8,\)"):
         service.forward(np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match="x has 7 features per order, but the model expects 8"):
+        service.forward(np.zeros((2, 7), np.float32))
 
 
 def test_odd_trays_are_padded_to_a_bounded_set_of_programs(folder, chef):

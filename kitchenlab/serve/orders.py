@@ -20,6 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from kitchenlab.data import check_features
+
 # unit -> function converting a value in that unit to the default unit (the key of the outer dict)
 CONVERSIONS: dict[str, dict[str, Callable[[float], float]]] = {
     "g": {"g": lambda v: v, "kg": lambda v: v * 1000.0, "mg": lambda v: v / 1000.0},
@@ -100,14 +102,7 @@ def measure(orders, names: Sequence[str], units: Mapping[str, str]) -> np.ndarra
     if x.ndim != 2 or x.shape[1] != len(names):
         raise ValueError(f"orders must have shape (B, {len(names)}) or ({len(names)},) "
                          f"(one column per ingredient: {list(names)}), got shape {x.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"orders is empty: shape {x.shape}; need at least one order")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        row, col = map(int, np.argwhere(bad)[0])
-        raise ValueError(f"orders contains {int(bad.sum())} non-finite value(s) (NaN or inf), "
-                         f"first at order {row}, ingredient {names[col]!r}: {x[row, col]}")
-    return x
+    return check_features(x, "orders", item="order", columns=names)
 
 
 def out_of_range(x_raw: np.ndarray, features: Sequence[Mapping[str, Any]]) -> list[list[str]]:

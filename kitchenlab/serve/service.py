@@ -19,6 +19,7 @@ from typing import Iterable
 
 import numpy as np
 
+from kitchenlab.data import check_features
 from kitchenlab.serve import artifact as lam
 from kitchenlab.serve import orders as measuring
 
@@ -176,17 +177,8 @@ class Service:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Normalized features (B, F) -> logits (B, C) on compiled trays (padded, see class)."""
-        x = np.asarray(x, np.float32)
         n_features = self.config.n_features
-        if x.ndim != 2 or x.shape[1] != n_features:
-            raise ValueError(f"x must have shape (B, {n_features}), got shape {x.shape}")
-        if x.shape[0] == 0:
-            raise ValueError(f"x is empty: shape {x.shape}; a tray needs at least one order")
-        bad = ~np.isfinite(x)
-        if bad.any():
-            row, col = map(int, np.argwhere(bad)[0])
-            raise ValueError(f"x contains {int(bad.sum())} non-finite value(s) (NaN or inf), "
-                             f"first at order {row}, feature {col}: {x[row, col]}")
+        x = check_features(x, "x", n_features=n_features, item="order")
         out = []
         for start in range(0, x.shape[0], MAX_TRAY):
             part = x[start:start + MAX_TRAY]
