@@ -332,10 +332,11 @@ def prune_units(model: nnx.Module, sparsity: float) -> nnx.Module:
     layers = [{k: np.asarray(v) for k, v in layer.items()} for layer in mlp_layers(params)]
     width = model.config.width
     keep_n = max(1, width - int(math.floor(sparsity * width)))
-    for i in range(len(layers) - 1):  # every hidden layer; the head keeps its classes
-        score = (np.linalg.norm(layers[i]["kernel"], axis=0)
-                 * np.linalg.norm(layers[i + 1]["kernel"], axis=1))  # (H,)
-        keep = np.sort(np.argsort(-score, kind="stable")[:keep_n])
+    # every hidden layer's units, scored on the unpruned model; the head keeps its classes
+    keeps = [np.sort(np.argsort(-(np.linalg.norm(layers[i]["kernel"], axis=0)
+                                  * np.linalg.norm(layers[i + 1]["kernel"], axis=1)),
+                                kind="stable")[:keep_n]) for i in range(len(layers) - 1)]
+    for i, keep in enumerate(keeps):
         layers[i] = {"kernel": layers[i]["kernel"][:, keep], "bias": layers[i]["bias"][keep]}
         layers[i + 1] = dict(layers[i + 1], kernel=layers[i + 1]["kernel"][keep, :])
     return mlp_from_layers(dataclasses.replace(model.config, width=keep_n), layers)

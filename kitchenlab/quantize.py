@@ -83,6 +83,7 @@ def _scale(w: jax.Array, bits, per_channel: bool) -> jax.Array:
     return jnp.where(amax > 0, amax / qmax(bits), 1.0)  # an all-zero channel: any scale works
 
 
+@functools.partial(jax.jit, static_argnames=("per_channel",))
 def fake_quantize(w, bits=8, *, per_channel: bool = True) -> jax.Array:
     """Round trip ``w -> q -> q * scale`` in float: what the quantized model computes with.
 

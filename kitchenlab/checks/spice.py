@@ -22,10 +22,16 @@ def _samples():
             rng.uniform(-5, 2, size=(5, 7)).astype(np.float32)]
 
 
+def reference_quantize(w: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
+    """Symmetric per-tensor quantization in numpy (equal to ``kl.quantize.quantize_tensor``
+    with ``per_channel=False``, tested): the answer key, cheap to run many times."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = np.float32(np.abs(w).max()) / np.float32(qmax)
+    return np.clip(np.round(w / scale), -qmax, qmax).astype(np.int8), float(scale)
+
+
 def check_quantize(fn: Callable | None) -> bool:
     """Exercise 1: ``fn(w, bits) -> (q, scale)``, symmetric per-tensor quantization."""
-    from kitchenlab.quantize import quantize_tensor
-
     fb = Feedback("Exercise 1 (a spice packet by hand)")
     if not fb.expect(callable(fn), "my_quantize is a function",
                      "define my_quantize(w, bits) returning (q, scale) and pass it in"):
@@ -40,13 +46,14 @@ def check_quantize(fn: Callable | None) -> bool:
                 fb.expect(False, "", f"my_quantize(w, {bits}) raised {type(err).__name__}: {err}"
                           " (it should return a pair (q, scale))")
                 return fb.done()
-            ref = quantize_tensor(w, bits=bits, per_channel=False)
+            ref_q, ref_scale = reference_quantize(w, bits)
             m = 2 ** (bits - 1) - 1
-            if not np.isclose(scale, float(ref.scale), rtol=1e-5):
+            if not np.isclose(scale, ref_scale, rtol=1e-5):
                 wrong_scale.append((k, bits))
             if q.shape != w.shape or np.abs(q).max() > m or not np.allclose(q, np.round(q)):
                 wrong_range.append((k, bits))
-            elif not np.array_equal(q, np.asarray(ref.q, np.float64)):
+            elif (np.abs(q - ref_q).max() > 1 or np.mean(q != ref_q) > 0.01):
+                # float64 arithmetic may round a rare x.5 the other way: tolerated
                 wrong_q.append((k, bits))
     fb.expect(not wrong_scale, "scale = max|w| / (2**(bits-1) - 1) for every tensor and width",
               f"the scale is off for (tensor, bits) {wrong_scale[:3]}: scale = max|w| / qmax, "
