@@ -131,7 +131,7 @@ def readout_quant(view: QuantView) -> str:
     ratio = view.float_kernel_bytes / view.kernel_bytes
     drop = 100 * (view.float_accuracy - view.accuracy)
     verdict = ("as good as float32" if drop <= 0.5 else "a small price" if drop <= 2.0 else
-               "noticeably worse" if drop <= 10 else "broken: the packets are too coarse")
+               "noticeably worse" if drop <= 5.0 else "broken: the packets are too coarse")
     return (f"<b>{view.bits} bits</b> per weight, scale per {MODES[view.per_channel]}: "
             f"accuracy {100 * view.accuracy:.1f}% (float32 {100 * view.float_accuracy:.1f}%) — "
             f"{html.escape(verdict)}; weight matrices {ratio:.1f}x smaller "
@@ -150,7 +150,8 @@ def quant_panel(model, data, *, bits: int = 8, per_channel: bool = True,
         "bits": int_slider("bits per spice packet", bits, 2, 8),
         "per_channel": w.ToggleButtons(options=[("scale per output channel", True),
                                                 ("scale per tensor", False)],
-                                       value=per_channel, description="packets:"),
+                                       value=per_channel, description="packets:",
+                                       style={"button_width": "190px"}),
     }
     return Panel(functools.partial(compute_quant, quant_grid(model, data, sweeps)), draw_quant,
                  readout_quant, controls, figsize=(9.6, 3.6))
