@@ -105,7 +105,7 @@ def child() -> dict:
               f"{r['speedup']:5.2f}x  size {r['size_ratio']:.2f}x  err {r['rel_error']:.1%}",
               file=sys.stderr)
     wide = max(WIDTHS)
-    banquet = kl.quantize.banquet(wide)
+    banquet = kl.quant_speed.banquet(wide)
     bparams = nnx.split(banquet)[1]
     bq = kl.quantize.quantize_params(bparams)
     flags = S.cpu_int8_features()["flags"]

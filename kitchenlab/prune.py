@@ -350,8 +350,7 @@ def pruning_speed(width: int = 1024, batch: int = 1024, *, sparsity: float = 0.9
     Structured: ``units`` of every hidden layer's units removed (smaller matrices).
     Each is timed interleaved with the dense model in the same run; speedups > 1 are faster.
     """
-    from kitchenlab.quant_speed import _float_forward, time_pair
-    from kitchenlab.quantize import banquet
+    from kitchenlab.quant_speed import banquet, float_forward, time_pair
 
     model = banquet(width, seed=seed)
     graphdef, params = nnx.split(model)
@@ -362,7 +361,7 @@ def pruning_speed(width: int = 1024, batch: int = 1024, *, sparsity: float = 0.9
                     jnp.float32)
 
     def run(g, p):
-        return lambda: jax.block_until_ready(_float_forward(g, p, x))
+        return lambda: jax.block_until_ready(float_forward(g, p, x))
 
     dense_a, zero_s = time_pair(run(graphdef, params), run(graphdef, zeroed), budget_s=budget_s)
     dense_b, small_s = time_pair(run(graphdef, params), run(small_graphdef, small_params),

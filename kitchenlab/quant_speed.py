@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from kitchenlab import quantize
+from kitchenlab.config import MLPConfig
 
 ENGINES = ("jax", "onnxruntime")
 WIDTHS = (64, 256, 1024, 2048)  # banquet widths: from cake-sized to where matmuls dominate
@@ -90,6 +91,22 @@ def has_int8_dot(features: dict | None = None) -> bool | None:
     return any(f["flags"][n] for n in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"))
 
 
+def banquet_config(width: int) -> MLPConfig:
+    """The banquet recipe: 8 -> width -> width -> width -> 2, wide enough for matmuls to dominate."""
+    return MLPConfig(width=width, depth=3)
+
+
+def banquet(width: int, *, seed: int = 0):
+    """An untrained banquet MLP for timing: He-scaled weights drawn by numpy from ``seed``
+    (speed does not depend on how good the knob settings are)."""
+    config = banquet_config(width)
+    rng = np.random.default_rng(seed)
+    sizes = [config.n_features] + [width] * config.depth + [config.n_classes]
+    layers = [{"kernel": (rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32),
+               "bias": np.zeros(b, np.float32)} for a, b in zip(sizes[:-1], sizes[1:])]
+    return quantize.mlp_from_layers(config, layers)
+
+
 def time_pair(a: Callable[[], object], b: Callable[[], object], *, budget_s: float = 0.3,
               min_repeats: int = 5, max_repeats: int = 200) -> tuple[float, float]:
     """Median seconds of ``a()`` and ``b()``, interleaved (a, b, a, b, ...) after one warm-up
@@ -107,8 +124,9 @@ def time_pair(a: Callable[[], object], b: Callable[[], object], *, budget_s: flo
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _float_forward(graphdef, params, x):
-    return nnx.merge(graphdef, params)(x)  # (B, F) -> (B, C) float32 throughout
+def float_forward(graphdef, params, x):
+    """The float32 baseline every speed is compared with: (B, F) -> (B, C), compiled."""
+    return nnx.merge(graphdef, params)(x)
 
 
 def _engines(model, engines: tuple[str, ...], folder: str) -> dict:
@@ -119,7 +137,7 @@ def _engines(model, engines: tuple[str, ...], folder: str) -> dict:
         q = quantize.quantize_model(model, activations=True)
 
         def f32(x):
-            return jax.block_until_ready(_float_forward(graphdef, params, x))
+            return jax.block_until_ready(float_forward(graphdef, params, x))
 
         def int8(x):
             return jax.block_until_ready(q(x))
@@ -158,7 +176,7 @@ def speed_sweep(widths: Iterable[int] = WIDTHS, batches: Iterable[int] = BATCHES
     with tempfile.TemporaryDirectory(prefix="kitchenlab-onnx-") as tmp:
         for width in widths:
             t0 = time.perf_counter()
-            model = quantize.banquet(width, seed=seed)
+            model = banquet(width, seed=seed)
             runs = _engines(model, engines, os.path.join(tmp, f"w{width}"))
             for batch in batches:
                 x = rng.standard_normal((batch, model.config.n_features)).astype(np.float32)

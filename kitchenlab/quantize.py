@@ -379,19 +379,3 @@ def bits_sweep(model, data, bits=BITS, *, per_channel=True) -> dict:
             "kernel_bytes": np.array([packed_bytes(params, int(b), per_channel=mode) for b in bits]),
             "float_kernel_bytes": nbytes(params, kernels_only=True)}
     return out if isinstance(per_channel, (tuple, list)) else out[modes[0]]
-
-
-def banquet_config(width: int) -> MLPConfig:
-    """The banquet recipe: 8 -> width -> width -> width -> 2, wide enough for matmuls to dominate."""
-    return MLPConfig(width=width, depth=3)
-
-
-def banquet(width: int, *, seed: int = 0):
-    """An untrained banquet MLP for timing: He-scaled weights drawn by numpy from ``seed``
-    (speed does not depend on how good the knob settings are)."""
-    config = banquet_config(width)
-    rng = np.random.default_rng(seed)
-    sizes = [config.n_features] + [width] * config.depth + [config.n_classes]
-    layers = [{"kernel": (rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32),
-               "bias": np.zeros(b, np.float32)} for a, b in zip(sizes[:-1], sizes[1:])]
-    return mlp_from_layers(config, layers)

@@ -263,7 +263,7 @@ def test_bits_sweep_equals_one_model_at_a_time(chef):
 
 
 def test_banquet_is_the_wide_mlp():
-    m = Q.banquet(32, seed=1)
+    m = kl.quant_speed.banquet(32, seed=1)
     assert m.config == kl.config.MLPConfig(width=32, depth=3)
-    again = Q.banquet(32, seed=1)
+    again = kl.quant_speed.banquet(32, seed=1)
     np.testing.assert_array_equal(np.asarray(m.hidden[1].kernel[...]), np.asarray(again.hidden[1].kernel[...]))
