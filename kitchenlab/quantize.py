@@ -106,11 +106,16 @@ def quantize_tensor(w, *, bits: int = 8, per_channel: bool = True) -> QTensor:
     if not isinstance(w, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(w))):
         raise ValueError(f"w contains NaN/inf (shape {tuple(w.shape)}): a diverged weight "
                          "cannot be packed; its max|w| would make every scale non-finite")
-    w = w.astype(jnp.float32)
+    q, scale = _quantize(w.astype(jnp.float32), bits, per_channel)
+    return QTensor(q=q, scale=scale, bits=bits)
+
+
+@functools.partial(jax.jit, static_argnames=("bits", "per_channel"))
+def _quantize(w, bits: int, per_channel: bool):
+    """One compiled program per shape (eager, each little op would compile on its own)."""
     scale = _scale(w, bits, per_channel)
     m = 2 ** (bits - 1) - 1
-    q = jnp.clip(jnp.round(w / scale), -m, m).astype(jnp.int8)
-    return QTensor(q=q, scale=scale.astype(jnp.float32), bits=bits)
+    return jnp.clip(jnp.round(w / scale), -m, m).astype(jnp.int8), scale.astype(jnp.float32)
 
 
 def dequantize(t: QTensor) -> jax.Array:
