@@ -33,8 +33,8 @@ def child() -> dict:
     for seed, model in models.items():
         s = kl.prune.sparsity_sweep(model, kitchen.train, kitchen.test, sparsities=(0.9,),
                                     scope="global")
-        drops.append(round(100 * float(s["float_accuracy"] - s["accuracy"][0]), 2))
-        tuned_drops.append(round(100 * float(s["float_accuracy"] - s["finetuned_accuracy"][0]), 2))
+        drops.append(round(100 * float(s["float_accuracy"] - s["accuracy"][0]), 2) + 0.0)
+        tuned_drops.append(round(100 * float(s["float_accuracy"] - s["finetuned_accuracy"][0]), 2) + 0.0)
         size = size or s["sparse_bytes"][0] / s["dense_bytes"]
     print(f"[bench] prune: 90 % accuracy drop (points) per seed: pruned {drops}, "
           f"fine-tuned {tuned_drops}", file=sys.stderr)

@@ -89,8 +89,8 @@ def child() -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             _, int8 = kl.onnx_export.export_pair(kl.serve.artifact.flat_params(model), tmp)
             ort_acc = float((int8(kitchen.test.x).argmax(1) == kitchen.test.y).mean())
-        drops.append(round(100 * (float_acc - acc), 2))
-        ort_drops.append(round(100 * (float_acc - ort_acc), 2))
+        drops.append(round(100 * (float_acc - acc), 2) + 0.0)
+        ort_drops.append(round(100 * (float_acc - ort_acc), 2) + 0.0)
         ratios.append(kl.quantize.nbytes(params, kernels_only=True)
                       / kl.quantize.nbytes(q.params, kernels_only=True, scales=False))
     print(f"[bench] quant: accuracy drop (points) per seed: JAX W8A8 {drops}, "

@@ -83,16 +83,23 @@ def _scale(w: jax.Array, bits, per_channel: bool) -> jax.Array:
     return jnp.where(amax > 0, amax / qmax(bits), 1.0)  # an all-zero channel: any scale works
 
 
+def _levels(w, bits, per_channel: bool):
+    """(integer levels as float32, scale). ``bits`` is traced on purpose: with a constant,
+    XLA would turn ``/ qmax`` into ``* (1 / qmax)`` and the last bit could differ from the
+    sweep's (traced) program, so packets and sweeps round every weight the same way."""
+    scale = _scale(w, bits, per_channel)
+    m = qmax(bits)
+    return jnp.clip(jnp.round(w / scale), -m, m), scale
+
+
 @functools.partial(jax.jit, static_argnames=("per_channel",))
 def fake_quantize(w, bits=8, *, per_channel: bool = True) -> jax.Array:
     """Round trip ``w -> q -> q * scale`` in float: what the quantized model computes with.
 
     ``bits`` may be a traced array here (one compiled sweep over every width).
     """
-    w = jnp.asarray(w, jnp.float32)
-    scale = _scale(w, bits, per_channel)
-    m = qmax(bits)
-    return jnp.clip(jnp.round(w / scale), -m, m) * scale
+    q, scale = _levels(jnp.asarray(w, jnp.float32), bits, per_channel)
+    return q * scale
 
 
 def quantize_tensor(w, *, bits: int = 8, per_channel: bool = True) -> QTensor:
@@ -106,16 +113,15 @@ def quantize_tensor(w, *, bits: int = 8, per_channel: bool = True) -> QTensor:
     if not isinstance(w, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(w))):
         raise ValueError(f"w contains NaN/inf (shape {tuple(w.shape)}): a diverged weight "
                          "cannot be packed; its max|w| would make every scale non-finite")
-    q, scale = _quantize(w.astype(jnp.float32), bits, per_channel)
+    q, scale = _quantize(w.astype(jnp.float32), jnp.float32(bits), per_channel)
     return QTensor(q=q, scale=scale, bits=bits)
 
 
-@functools.partial(jax.jit, static_argnames=("bits", "per_channel"))
-def _quantize(w, bits: int, per_channel: bool):
+@functools.partial(jax.jit, static_argnames=("per_channel",))
+def _quantize(w, bits, per_channel: bool):
     """One compiled program per shape (eager, each little op would compile on its own)."""
-    scale = _scale(w, bits, per_channel)
-    m = 2 ** (bits - 1) - 1
-    return jnp.clip(jnp.round(w / scale), -m, m).astype(jnp.int8), scale.astype(jnp.float32)
+    q, scale = _levels(w, bits, per_channel)
+    return q.astype(jnp.int8), scale.astype(jnp.float32)
 
 
 def dequantize(t: QTensor) -> jax.Array:

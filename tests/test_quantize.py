@@ -44,6 +44,17 @@ def test_round_trip_within_half_a_step(bits, per_channel):
                                   np.asarray(Q.dequantize(t)))
 
 
+def test_packets_and_the_traced_sweep_round_every_weight_alike():
+    """quantize_tensor (bits fixed) and fake_quantize (bits traced) give identical weights."""
+    for seed in range(3):
+        w = _w((33, 12), seed=seed, spread=0.3 * (seed + 1))
+        for bits in Q.BITS:
+            for pc in (True, False):
+                np.testing.assert_array_equal(
+                    np.asarray(Q.dequantize(Q.quantize_tensor(w, bits=bits, per_channel=pc))),
+                    np.asarray(Q.fake_quantize(w, jnp.float32(bits), per_channel=pc)))
+
+
 def test_per_channel_scale_is_finer_than_per_tensor():
     w = _w((32, 8)) * np.linspace(0.05, 2.0, 8, dtype=np.float32)[None, :]  # unequal columns
     for bits in (8, 4):
