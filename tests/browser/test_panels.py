@@ -61,6 +61,16 @@ NOTEBOOK_CASES = [
                Move(("End",), r"dropout 0\.90\b", "largest")),
         rapid=Rapid("ArrowRight", 10, r"dropout 0\.50\b", start=("Home",)),
     ),
+    # bits per weight 2 ... 8 in steps of 1 (starts at 8); the scale toggle shares the panel.
+    SliderCase(
+        id="06_spice_packets",
+        notebook="06_*.ipynb",
+        slider="bits per spice packet",
+        moves=(Move(("Home",), r"\b2 bits per weight\b.*broken", "fewest"),
+               Move(("PageUp",), r"\b7 bits per weight\b", "middle"),
+               Move(("End",), r"\b8 bits per weight\b", "most")),
+        rapid=Rapid("ArrowRight", 10, r"\b8 bits per weight\b", start=("Home",)),
+    ),
 ]
 
 
