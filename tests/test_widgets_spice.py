@@ -74,10 +74,13 @@ def test_prune_extremes_render(pruning):
 def test_widgets_build_without_error(quant, pruning):
     box = quant.widget
     quant.controls["bits"].value = 2
+    assert quant.wait()
     assert "kl-error" not in quant._text.value and "<b>2 bits</b>" in quant._text.value
     quant.controls["per_channel"].value = False
+    assert quant.wait()
     assert "per tensor" in quant._text.value
     pruning.widget
     pruning.controls["sparsity"].value = 0.9
+    assert pruning.wait()
     assert "kl-error" not in pruning._text.value and "sparsity 90%" in pruning._text.value
     assert "kl-panel" in box._dom_classes
