@@ -128,3 +128,35 @@ def cake_map(raw, fig=None, *, title: str | None = None):
     if title:
         fig.suptitle(title)
     return left, right
+
+
+def latency_percentiles(ax, labels, p50, p95, p99, *, cap_ms: float | None = None,
+                        title: str | None = None):
+    """Grouped bars of p50 / p95 / p99 latency (seconds in, drawn in ms on a linear axis).
+
+    One group per queue setting (``labels``). Bars taller than ``cap_ms`` are cut at the cap
+    and labelled with their value, so a runaway queue does not flatten the rest.
+    """
+    from matplotlib.ticker import FormatStrFormatter
+
+    values = np.asarray([p50, p95, p99], dtype=float) * 1e3  # (3, G) in ms
+    if values.shape[1] != len(labels):
+        raise ValueError(f"labels has {len(labels)} entries but the percentiles have "
+                         f"{values.shape[1]}")
+    top = cap_ms if cap_ms is not None else float(values.max()) * 1.1
+    x = np.arange(len(labels))
+    for k, (name, color) in enumerate((("p50 (median guest)", PALETTE["train"]),
+                                       ("p95", PALETTE["sky"]),
+                                       ("p99 (1 guest in 100)", PALETTE["yellow"]))):
+        shown = np.minimum(values[k], top)
+        ax.bar(x + (k - 1) * 0.27, shown, 0.27, color=color, label=name)
+        for i in np.flatnonzero(values[k] > top):
+            ax.text(x[i] + (k - 1) * 0.27, top * 0.98, f"{values[k, i]:.0f} ms ↑", rotation=90,
+                    ha="center", va="top", fontsize=7.5, color="white")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, top)
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
+    ax.set_ylabel("latency per guest (ms)")
+    if title:
+        ax.set_title(title)
+    return ax
