@@ -170,3 +170,14 @@ def test_compiles_once(capsys):
     _wrong(tour.check_compiles_once, lambda k, n, lr: k - lr * n, capsys=capsys)  # not jitted
     _wrong(tour.check_compiles_once, jax.jit(lambda k: k), capsys=capsys)  # raises inside
     _wrong(tour.check_compiles_once, None, capsys=capsys)
+
+
+def test_analogy_accepts_synonyms_and_spelling(capsys):
+    _ok(tour.check_analogy, {"safety cap on the gas valve": "Gradient-Clipping",
+                             "guest tasters who give no notes": "held-out set",
+                             "pre-measured spice packets": "INT8 quantisation",
+                             "the judge's notes on every step": "Back-propagation"},
+        capsys=capsys)
+    _wrong(tour.check_analogy, {"guest tasters who give no notes": "test set"}, capsys=capsys)
+    _wrong(tour.check_analogy, {"the judge's notes on every step": "loss"}, capsys=capsys)
+    _wrong(tour.check_analogy, {"unknown phrase": "loss"}, capsys=capsys)

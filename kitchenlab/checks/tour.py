@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from kitchenlab.checks import Feedback, close
 
-# kitchen phrase -> accepted ML names (lower case). The full map is DESIGN.md's table.
+# kitchen phrase -> accepted ML names (compared after _normalize: lower case, hyphens and
+# underscores as spaces). The full map is DESIGN.md's table.
 ANALOGY: dict[str, tuple[str, ...]] = {
     "safety cap on the gas valve": ("gradient clipping", "clipping", "grad clipping",
-                                    "clip_by_global_norm", "gradient norm clipping"),
+                                    "clip by global norm", "gradient norm clipping",
+                                    "clip grad norm", "norm clipping", "clipping gradients"),
     "guest tasters who give no notes": ("validation set", "validation", "validation data",
-                                        "val set", "held-out set"),
+                                        "val set", "held out set", "holdout set",
+                                        "validation split", "dev set", "development set"),
     "pre-measured spice packets": ("quantization", "int8 quantization", "int8",
-                                   "quantisation"),
+                                   "quantisation", "weight quantization", "int8 quantisation"),
     "the judge's notes on every step": ("backpropagation", "gradients", "gradient", "backprop",
-                                        "jax.grad", "grad"),
-    "whipped cream kept in the fridge": ("kv cache", "key-value cache", "kv-cache"),
+                                        "back propagation", "jax.grad", "grad",
+                                        "backward pass", "partial derivatives"),
+    "whipped cream kept in the fridge": ("kv cache", "key value cache", "kv caching"),
     "how boldly knobs are turned": ("learning rate", "step size", "lr", "eta", "η"),
 }
+
+
+def _normalize(text) -> str:
+    return " ".join(str(text).strip().lower().replace("-", " ").replace("_", " ").split())
 
 
 def check_analogy(answers) -> bool:
@@ -33,7 +41,7 @@ def check_analogy(answers) -> bool:
         if given is None:
             fb.expect(False, "", f"{phrase!r}: still None — find it in the map above")
             continue
-        ok = str(given).strip().lower() in accepted
+        ok = _normalize(given) in accepted
         fb.expect(ok, f"{phrase!r} is {accepted[0]}",
                   f"{phrase!r}: {given!r} is not it — look for the row in the map")
     if not fb.lines:
