@@ -70,17 +70,66 @@ class CakeData:
         return [dict(zip(FEATURE_NAMES, map(float, row))) for row in rows]
 
 
-def hidden_rule(x: np.ndarray) -> np.ndarray:
-    """The kitchen's secret: 1 (good cake) unless the heat exceeds what the batter can take.
+def rule_terms(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hidden rule's two quantities: (heat the oven gives, heat the batter can take).
 
-    ``x`` holds raw amounts in the units of ``FEATURES``. Returns int32 labels (N,).
+    ``x`` holds raw amounts (N, F) in the units of ``FEATURES``. A cake is good exactly when
+    heat < capacity; in these two numbers the rule is a straight line. Both (N,) float64.
     """
     x = np.asarray(x, dtype=np.float64)
     flour, sugar, butter, eggs, milk, powder, temp, time = x.T
     heat = (temp - 120.0) / 60.0 * (time / 35.0)  # how much the oven gives
     moisture = (butter + milk + 50.0 * eggs) / flour  # how much the batter can take
     capacity = 0.95 + 0.45 * np.sqrt(moisture) - 0.9 * sugar / flour + 0.01 * powder
+    return heat, capacity
+
+
+def hidden_rule(x: np.ndarray) -> np.ndarray:
+    """The kitchen's secret: 1 (good cake) unless the heat exceeds what the batter can take.
+
+    ``x`` holds raw amounts in the units of ``FEATURES``. Returns int32 labels (N,).
+    """
+    heat, capacity = rule_terms(x)
     return (heat < capacity).astype(np.int32)
+
+
+def boundary_bake_time(oven_temp, capacity) -> np.ndarray:
+    """The hidden rule's boundary in (oven temperature, bake time): the bake time (min) at
+    which a batter that takes ``capacity`` starts to burn at ``oven_temp`` (°C, > 120)."""
+    temp = np.asarray(oven_temp, dtype=np.float64)
+    if np.any(temp <= 120.0):
+        raise ValueError(f"oven_temp must be above 120 °C (below it nothing burns), got "
+                         f"minimum {float(temp.min())}")
+    return np.asarray(capacity, dtype=np.float64) * 35.0 * 60.0 / (temp - 120.0)
+
+
+def _check_raw(data, name: str) -> "CakeData":
+    if not isinstance(data, CakeData):
+        raise TypeError(f"{name} must be a CakeData table, got {type(data).__name__}")
+    for j, f in enumerate(FEATURES):
+        col = data.x[:, j]
+        if len(col) and (col.min() < f.low - 1e-3 or col.max() > f.high + 1e-3):
+            raise ValueError(
+                f"{name} must hold raw amounts (grams, °C, minutes: e.g. kitchen.raw.val), "
+                f"but {f.name} runs from {float(col.min()):.3g} to {float(col.max()):.3g}, "
+                f"outside the pantry's range [{f.low:g}, {f.high:g}] {f.unit}: a normalized "
+                "table?")
+    return data
+
+
+def flipped(data: CakeData) -> np.ndarray:
+    """The judge's bad days: which labels of a raw table disagree with the hidden rule (N,) bool."""
+    data = _check_raw(data, "data")
+    return data.y != hidden_rule(data.x)
+
+
+def accuracy_ceiling(data: CakeData) -> float:
+    """The best accuracy any chef can reach on these labels: the hidden rule's own score,
+    1 - the share of flipped labels (no model can know which bags were mislabelled)."""
+    mask = flipped(data)
+    if mask.size == 0:
+        raise ValueError("data is empty: need at least one cake to score")
+    return float(1.0 - mask.mean())
 
 
 def make_cakes(n: int, *, seed: int = 0, noise: float = 0.05, drift: float = 0.0) -> CakeData:

@@ -64,3 +64,99 @@ def message_panel(ax, text: str, *, color: str = "#D55E00") -> None:
     """Write a plain message across an axis (e.g. "exploded at step 6")."""
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, color=color, fontsize=12,
             transform=ax.transAxes, bbox={"boxstyle": "round", "fc": "white", "ec": color})
+
+
+def cake_map(raw, fig=None, *, title: str | None = None):
+    """The ingredient bags drawn two ways, coloured by label; flipped labels ringed.
+
+    Left: two telling raw features (oven temperature, bake time) with the hidden rule's
+    boundary for the median batter and the band the other ingredients move it in.
+    Right: the rule's own two numbers (heat given, heat the batter can take), where the
+    boundary is the diagonal and only the flipped labels sit on the wrong side.
+    ``raw``: a ``CakeData`` table in grams, °C and minutes (e.g. ``kitchen.raw.val``).
+    Returns the two axes.
+    """
+    import matplotlib.pyplot as plt
+
+    from kitchenlab import data as cakes
+
+    flip = cakes.flipped(raw)  # also checks that the table is raw
+    heat, capacity = cakes.rule_terms(raw.x)
+    names = cakes.FEATURE_NAMES
+    temp, time = raw.x[:, names.index("oven_temp")], raw.x[:, names.index("bake_time")]
+    if fig is None:
+        fig = plt.figure(figsize=(10.0, 4.6))
+    left = fig.add_axes((0.07, 0.27, 0.38, 0.6))
+    right = fig.add_axes((0.57, 0.27, 0.38, 0.6))
+    colors = {0: PALETTE["val"], 1: PALETTE["test"]}
+    for label, name in enumerate(cakes.LABELS):
+        keep = raw.y == label
+        left.scatter(temp[keep], time[keep], s=9, color=colors[label], alpha=0.6, lw=0,
+                     label=f"labelled {name}")
+        right.scatter(heat[keep], capacity[keep], s=9, color=colors[label], alpha=0.6, lw=0)
+    for ax, (a, b) in ((left, (temp, time)), (right, (heat, capacity))):
+        ax.scatter(a[flip], b[flip], s=40, facecolors="none", edgecolors="black", lw=1.0,
+                   label=f"flipped label ({int(flip.sum())})" if ax is left else None)
+    t = np.linspace(cakes.FEATURES[names.index("oven_temp")].low,
+                    cakes.FEATURES[names.index("oven_temp")].high, 200)
+    lo, mid, hi = np.percentile(capacity, [10, 50, 90])
+    left.fill_between(t, cakes.boundary_bake_time(t, lo), cakes.boundary_bake_time(t, hi),
+                      color=PALETTE["muted"], alpha=0.25, lw=0,
+                      label="boundary moves here with the batter (10-90 %)")
+    left.plot(t, cakes.boundary_bake_time(t, mid), color="black", lw=1.5,
+              label="hidden rule's boundary, median batter")
+    tf = cakes.FEATURES[names.index("bake_time")]
+    left.set_ylim(tf.low - 2, tf.high + 2)
+    left.set_xlabel("oven temperature (°C)")
+    left.set_ylabel("bake time (min)")
+    left.set_title("two telling ingredients")
+    fig.legend(*left.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8.5,
+               bbox_to_anchor=(0.5, 0.0))
+    edge = max(float(heat.max()), float(capacity.max())) * 1.02
+    right.plot([0, edge], [0, edge], color="black", lw=1.5, label="heat = capacity")
+    right.set_xlim(0, float(heat.max()) * 1.02)
+    right.set_ylim(float(capacity.min()) - 0.05, float(capacity.max()) + 0.05)
+    right.set_xlabel("heat the oven gives")
+    right.set_ylabel("heat the batter can take")
+    right.set_title(f"the hidden rule: good above the line\nceiling "
+                    f"{1 - flip.mean():.1%} = {len(flip) - int(flip.sum())}/{len(flip)} "
+                    "labels the rule gets right")
+    right.text(0.97, 0.05, "burnt side", transform=right.transAxes, ha="right",
+               color=PALETTE["val"])
+    right.text(0.03, 0.93, "good side", transform=right.transAxes, ha="left",
+               color=PALETTE["test"])
+    if title:
+        fig.suptitle(title)
+    return left, right
+
+
+def latency_percentiles(ax, labels, p50, p95, p99, *, cap_ms: float | None = None,
+                        title: str | None = None):
+    """Grouped bars of p50 / p95 / p99 latency (seconds in, drawn in ms on a linear axis).
+
+    One group per queue setting (``labels``). Bars taller than ``cap_ms`` are cut at the cap
+    and labelled with their value, so a runaway queue does not flatten the rest.
+    """
+    from matplotlib.ticker import FormatStrFormatter
+
+    values = np.asarray([p50, p95, p99], dtype=float) * 1e3  # (3, G) in ms
+    if values.shape[1] != len(labels):
+        raise ValueError(f"labels has {len(labels)} entries but the percentiles have "
+                         f"{values.shape[1]}")
+    top = cap_ms if cap_ms is not None else float(values.max()) * 1.1
+    x = np.arange(len(labels))
+    for k, (name, color) in enumerate((("p50 (median guest)", PALETTE["train"]),
+                                       ("p95", PALETTE["sky"]),
+                                       ("p99 (1 guest in 100)", PALETTE["yellow"]))):
+        shown = np.minimum(values[k], top)
+        ax.bar(x + (k - 1) * 0.27, shown, 0.27, color=color, label=name)
+        for i in np.flatnonzero(values[k] > top):
+            ax.text(x[i] + (k - 1) * 0.27, top * 0.98, f"{values[k, i]:.0f} ms ↑", rotation=90,
+                    ha="center", va="top", fontsize=7.5, color="white")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, top)
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
+    ax.set_ylabel("latency per guest (ms)")
+    if title:
+        ax.set_title(title)
+    return ax

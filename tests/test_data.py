@@ -98,3 +98,39 @@ def test_bad_inputs_name_the_argument():
 def test_as_dicts_uses_feature_names():
     row = data.make_cakes(3, seed=0).as_dicts(1)[0]
     assert list(row) == list(data.FEATURE_NAMES)
+
+
+def test_rule_terms_are_the_hidden_rule():
+    cakes = data.make_cakes(3000, seed=2, noise=0.0)
+    heat, capacity = data.rule_terms(cakes.x)
+    np.testing.assert_array_equal((heat < capacity).astype(np.int32), cakes.y)
+    np.testing.assert_array_equal(data.hidden_rule(cakes.x), cakes.y)
+
+
+def test_boundary_bake_time_is_where_heat_meets_capacity():
+    temps = np.array([150.0, 180.0, 225.0])
+    capacity = np.array([0.8, 1.0, 1.3])
+    minutes = data.boundary_bake_time(temps, capacity)
+    heat = (temps - 120.0) / 60.0 * (minutes / 35.0)  # the rule's heat, written out
+    np.testing.assert_allclose(heat, capacity, rtol=1e-12)
+    with pytest.raises(ValueError, match="oven_temp must be above 120"):
+        data.boundary_bake_time([120.0], 1.0)
+
+
+def test_flipped_finds_exactly_the_noisy_labels():
+    clean = data.make_cakes(4000, seed=5, noise=0.0)
+    noisy = data.make_cakes(4000, seed=5, noise=0.1)
+    np.testing.assert_array_equal(data.flipped(noisy), clean.y != noisy.y)
+    assert not data.flipped(clean).any()
+    assert data.accuracy_ceiling(clean) == 1.0
+    assert data.accuracy_ceiling(noisy) == pytest.approx(1 - (clean.y != noisy.y).mean())
+    assert 0.88 < data.accuracy_ceiling(noisy) < 0.92
+
+
+def test_ceiling_refuses_normalized_tables_and_wrong_types():
+    kitchen = data.kitchen(600, seed=0)
+    with pytest.raises(ValueError, match="data must hold raw amounts.*flour"):
+        data.flipped(kitchen.val)  # normalized: flour is a few spreads, not grams
+    with pytest.raises(TypeError, match="data must be a CakeData table, got ndarray"):
+        data.accuracy_ceiling(kitchen.raw.val.x)
+    assert 0.9 < data.accuracy_ceiling(kitchen.raw.val) <= 1.0

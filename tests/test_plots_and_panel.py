@@ -95,3 +95,43 @@ def test_panel_shows_errors_instead_of_raising_and_clears_the_old_plot():
 def test_slider_factories(factory, args):
     s = factory(*args)
     assert s.description == "d" and s.continuous_update is False
+
+
+def test_cake_map_draws_labels_boundary_and_rings_every_flipped_label():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from kitchenlab import data, plots
+
+    raw = data.kitchen(1000, seed=1).raw.val
+    fig = Figure(figsize=(10, 4.6))
+    left, right = plots.cake_map(raw, fig)
+    assert left.get_xlabel() == "oven temperature (°C)"
+    assert right.get_ylabel() == "heat the batter can take"
+    n_flipped = int(data.flipped(raw).sum())
+    rings = [c for c in left.collections if c.get_offsets().shape[0] == n_flipped
+             and len(c.get_facecolors()) == 0]
+    assert len(rings) == 1  # exactly one ring per flipped label
+    assert f"{len(raw) - n_flipped}/{len(raw)}" in right.get_title()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("boundary" in t for t in labels) and any("flipped" in t for t in labels)
+    with pytest.raises(ValueError, match="raw amounts"):
+        plots.cake_map(data.kitchen(600, seed=0).val, Figure())
+
+
+def test_latency_percentiles_cuts_runaway_bars_and_labels_them():
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    plots.latency_percentiles(ax, ["≤ 1", "≤ 8"], [0.05, 0.0004], [0.08, 0.0009],
+                              [0.09, 0.0015], cap_ms=3.0, title="rush")
+    heights = [p.get_height() for p in ax.patches]
+    assert len(heights) == 6 and max(heights) == pytest.approx(3.0)
+    assert sorted(heights)[:3] == pytest.approx([0.4, 0.9, 1.5])  # in ms
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["50 ms ↑", "80 ms ↑", "90 ms ↑"]
+    assert ax.get_ylabel() == "latency per guest (ms)" and ax.get_title() == "rush"
+    with pytest.raises(ValueError, match="labels has 1 entries"):
+        plots.latency_percentiles(ax, ["one"], [1, 2], [1, 2], [1, 2])

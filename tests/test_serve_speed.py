@@ -17,19 +17,102 @@ def service(tmp_path_factory):
     return kl.serve.open_restaurant(folder, batch_sizes=()), kitchen
 
 
+def _compile_events():
+    """Count persistent-cache hits and misses while active."""
+    import collections
+    import contextlib
+
+    import jax
+
+    @contextlib.contextmanager
+    def counting():
+        counts = collections.Counter()
+        names = {"/jax/compilation_cache/cache_hits": "hits",
+                 "/jax/compilation_cache/cache_misses": "misses"}
+
+        def on(event, *args, **kwargs):
+            if event in names:
+                counts[names[event]] += 1
+
+        jax.monitoring.register_event_listener(on)
+        jax.monitoring.register_event_duration_secs_listener(on)
+        try:
+            yield counts
+        finally:
+            jax.monitoring.unregister_event_listener(on)
+            jax.monitoring.unregister_event_duration_listener(on)
+
+    return counting()
+
+
+@pytest.fixture
+def disk_cache(tmp_path):
+    """A persistent compile cache in a temporary folder, as kl.setup() makes one."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    saved = {k: getattr(jax.config, k) for k in (
+        "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes")}
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    cc.reset_cache()
+    yield tmp_path
+    for k, v in saved.items():
+        jax.config.update(k, v)
+    cc.reset_cache()
+
+
 def test_compile_modes_agree_and_report(service):
     svc, kitchen = service
     rows = kl.serve.compare_compile_modes(svc, kitchen.test.x[:4], trials=1, repeats=3,
                                           eager_repeats=1)
+    assert not kl.serve.compilation.disk_cache_on()  # no kl.setup() here: no cached row
     assert [r["mode"] for r in rows] == ["eager (op by op)", "jax.jit", "AOT lower().compile()"]
     np.testing.assert_array_equal(rows[1]["logits"], rows[2]["logits"])
     np.testing.assert_allclose(rows[0]["logits"], rows[1]["logits"], rtol=1e-5, atol=1e-6)
+    # the timed recipe is the laminated artifact the service serves: same logits, bit for bit
+    np.testing.assert_array_equal(rows[2]["logits"], svc.forward(kitchen.test.x[:4]))
     c = svc.config
     macs = 4 * (c.n_features * c.width + c.width * c.width * (c.depth - 1) + c.width * c.n_classes)
     assert rows[2]["flops"] >= 2 * macs and rows[0]["flops"] is None
     for r in rows:  # measured, not judged: speed goals live in benchmarks/
         assert all(np.isfinite(r[k]) and r[k] >= 0 for k in ("setup_s", "first_s", "steady_s"))
     assert rows[0]["setup_s"] == rows[1]["setup_s"] == 0.0  # nothing prepared before serving
+
+
+def test_compile_modes_compile_for_real_and_read_the_disk_cache(service, disk_cache):
+    svc, kitchen = service
+    with _compile_events() as n:
+        rows = kl.serve.compare_compile_modes(svc, kitchen.test.x[:3], trials=2, repeats=2,
+                                              eager_repeats=1)
+    assert [r["mode"] for r in rows][-1] == "AOT from the disk cache"
+    np.testing.assert_array_equal(rows[-1]["logits"], rows[2]["logits"])
+    assert rows[-1]["flops"] == rows[2]["flops"]
+    # jit and AOT trials (2 + 2) compiled with the cache off (no reads); the cached row
+    # wrote the program once (a miss), then read it back in each of its 2 trials
+    assert n["hits"] == 2 and n["misses"] >= 1
+    assert any(p.name.startswith("jit_") for p in disk_cache.iterdir())
+
+
+def test_disk_cache_off_really_switches_reading_off(service, disk_cache):
+    import jax
+
+    svc, kitchen = service
+    x = jax.ShapeDtypeStruct((5, svc.config.n_features), np.float32)
+    compile_once = lambda: jax.jit(lambda p, b: svc.exported.call(p, b)).lower(
+        dict(svc.params), x).compile()
+    compile_once()  # written to the disk cache
+    with _compile_events() as on:
+        compile_once()
+    with kl.serve.compilation.disk_cache_off(), _compile_events() as off:
+        compile_once()
+    assert on["hits"] == 1 and on["misses"] == 0
+    assert off["hits"] == off["misses"] == 0  # the cache was not even consulted
+    with _compile_events() as again:  # and back on afterwards
+        compile_once()
+    assert again["hits"] == 1
 
 
 def test_batch_sweep_rows(service):

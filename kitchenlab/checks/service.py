@@ -34,8 +34,15 @@ def check_unit_order(service, order) -> bool:
     return fb.done()
 
 
-def check_tamper(error) -> bool:
-    """Exercise 2: the error raised when opening a laminated folder with damaged weights."""
+def check_tamper(error, *, copy=None, original=None) -> bool:
+    """Exercise 2: the error raised when opening a laminated folder with damaged weights.
+
+    With ``copy`` (the damaged folder) and ``original`` (the laminated one) the check also
+    looks at the folders: the copy's weights differ from the original's by a few bytes, its
+    manifest is untouched, and the error came from opening the copy.
+    """
+    import os
+
     fb = Feedback("Exercise 2 (a tampered recipe book)")
     if not fb.expect(error is not None, "you caught an error",
                      "open the damaged copy inside try/except ValueError as err: error = err"):
@@ -46,7 +53,47 @@ def check_tamper(error) -> bool:
     fb.expect("checksum" in text or "corrupted" in text,
               "the message names the problem (checksum / corrupted weights)",
               "flip a byte in the *weights* files of the copy, not in the manifest")
+    if copy is None or original is None:
+        return fb.done()
+    copy, original = os.path.abspath(os.fspath(copy)), os.path.abspath(os.fspath(original))
+    if not fb.expect(os.path.isdir(copy) and copy != original, "the copy is a separate folder",
+                     f"copy the laminated folder first (shutil.copytree) to {copy!r}"):
+        return fb.done()
+    fb.expect(copy in text, "the error comes from opening the copy",
+              "open the damaged copy (kl.serve.open_restaurant(copy)), not the original")
+    changed = _changed_bytes(os.path.join(original, "weights"), os.path.join(copy, "weights"))
+    fb.expect(0 < changed <= 16, f"{changed} byte(s) of the weights changed, nothing else",
+              "change one byte of one file under weights/ (found "
+              f"{'no' if changed == 0 else changed} changed bytes)")
+    with open(os.path.join(original, "manifest.json"), "rb") as a, \
+            open(os.path.join(copy, "manifest.json"), "rb") as b:
+        fb.expect(a.read() == b.read(), "the manifest is untouched",
+                  "leave manifest.json as it was: the lesson is that the checksum catches a "
+                  "change to the weights")
     return fb.done()
+
+
+def _changed_bytes(a: str, b: str) -> int:
+    """How many bytes differ between two folder trees (a missing file counts fully)."""
+    import os
+
+    total = 0
+    names = set()
+    for root in (a, b):
+        for d, _, files in os.walk(root):
+            names |= {os.path.relpath(os.path.join(d, f), root) for f in files}
+    for name in names:
+        try:
+            x = open(os.path.join(a, name), "rb").read()
+            y = open(os.path.join(b, name), "rb").read()
+        except OSError:
+            total += 1 << 20
+            continue
+        if len(x) != len(y):
+            total += abs(len(x) - len(y))
+        total += int(np.count_nonzero(np.frombuffer(x[:len(y)], np.uint8)
+                                      != np.frombuffer(y[:len(x)], np.uint8)))
+    return total
 
 
 def check_tray_gain(rows, answer) -> bool:

@@ -448,7 +448,7 @@ def load_params(folder, manifest: dict | None = None) -> dict[str, np.ndarray]:
     got = checksum(params)
     if got != manifest["weights"]["sha256"]:
         raise ValueError(f"weights checksum mismatch in {str(path)!r}: manifest expects "
-                         f"{manifest['weights']['sha256'][:16]}…, the files give {got[:16]}…; "
+                         f"{manifest['weights']['sha256'][:12]}…, the files give {got[:12]}…; "
                          "the weights were changed or corrupted after laminating")
     for a in params.values():
         a.setflags(write=False)

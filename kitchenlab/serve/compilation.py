@@ -1,23 +1,33 @@
 """Mise-en-place: prepare every station before the guests arrive (compilation).
 
-The same recipe run three ways, each timed on its first request and in steady state:
+The recipe the restaurant really runs is the laminated artifact: ``service.exported``, the
+StableHLO that ``jax.export`` wrote, called through ``exported.call``. It is timed here four
+ways, each on its first request and in steady state:
 
-* eager: op by op under ``jax.disable_jit`` (Python walks the recipe for every cake);
-* ``jax.jit``: traced and compiled by XLA on the first call, so the first guest waits;
-* ahead of time: ``jax.jit(f).lower(shapes).compile()`` before the doors open, plus a few
-  dry-run bakes, so the first guest is served like the hundredth.
+* eager: the Python model code op by op under ``jax.disable_jit`` — what serving would cost
+  with no compiler at all (the artifact itself is one whole graph; it cannot run op by op);
+* ``jax.jit`` of the artifact: XLA compiles it on the first call, so the first guest waits;
+* ahead of time: ``jax.jit(exported.call).lower(shapes).compile()`` plus a few dry-run bakes
+  before the doors open, so the first guest pays no compile;
+* ahead of time from the persistent compile cache: the same, with the compiled program read
+  back from the folder ``kl.setup()`` keeps on disk — the JAX analogue of a TensorRT engine
+  file (a compiled plan, valid only for the device and compiler build it was made with).
 
-This is the JAX way of what ONNX Runtime / TensorRT do elsewhere: turn a graph of ops
-into one fused, compiled program for a fixed input shape.
+XLA's own compile is measured with the persistent cache switched off for a moment
+(``disk_cache_off``), so an earlier session's cache cannot hide it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from typing import Callable
 
 import numpy as np
+
+EAGER, JIT, AOT, AOT_CACHED = ("eager (op by op)", "jax.jit", "AOT lower().compile()",
+                               "AOT from the disk cache")
 
 
 def time_call(fn: Callable[[], object], *, repeats: int = 30) -> tuple[float, float]:
@@ -33,54 +43,103 @@ def time_call(fn: Callable[[], object], *, repeats: int = 30) -> tuple[float, fl
     return first, statistics.median(times)
 
 
+@contextlib.contextmanager
+def disk_cache_off():
+    """Switch JAX's persistent compile cache off inside the block (no reads, no writes).
+
+    JAX decides once per process whether it uses the cache, so the flag alone changes
+    nothing after the first compile: the cache is reset on entry and on exit (it then opens
+    again from ``jax_compilation_cache_dir`` at the next compile).
+    """
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    before = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    cc.reset_cache()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", before)
+        cc.reset_cache()
+
+
+def disk_cache_on() -> bool:
+    """Whether compiled programs are kept on disk (``kl.setup()`` turns this on)."""
+    import jax
+
+    return bool(jax.config.jax_compilation_cache_dir) and jax.config.jax_enable_compilation_cache
+
+
 def compare_compile_modes(service, x: np.ndarray, *, trials: int = 3, repeats: int = 30,
                           eager_repeats: int = 5, dry_runs: int = 3) -> list[dict]:
-    """Time eager vs jit vs AOT on normalized features ``x`` (B, F); one row per mode.
+    """Time the served artifact eager / jit / AOT / AOT-from-cache on normalized ``x`` (B, F).
 
-    Each row: ``mode``, ``setup_s`` (work before the first request: compile + dry runs
-    for AOT), ``first_s``, ``steady_s``, ``flops`` (XLA's count for one tray, AOT only)
-    and ``logits`` (to check that the modes agree). jit and AOT are measured ``trials``
-    times on fresh functions (no compilation reused in memory; medians reported).
+    One row per mode: ``mode``, ``setup_s`` (work before the first request: compile, or
+    read from disk, plus dry runs), ``first_s``, ``steady_s``, ``flops`` (XLA's count for
+    one tray, AOT rows only) and ``logits`` (to check that the modes agree). jit and AOT are
+    measured ``trials`` times on fresh functions with the disk cache off (so XLA really
+    compiles; medians reported). The cached row is present only when a persistent cache is
+    on (``disk_cache_on()``); it writes the program there once, then reads it ``trials`` times.
     """
     import jax
     import jax.numpy as jnp
 
-    from kitchenlab.serve import artifact
-
     x = jnp.asarray(np.asarray(x, np.float32))
     params = {k: jax.device_put(v) for k, v in service.params.items()}
     spec = jax.ShapeDtypeStruct(x.shape, x.dtype)
-    service.eager_forward(x[:1])  # rebuild the model once; not part of any timing
+    def recipe():  # the laminated StableHLO, what the service serves; a new Python function
+        # each time, so no in-memory cache of an earlier trial (keyed by function) is reused
+        return lambda p, batch: service.exported.call(p, batch)
+
+    service.eager_forward(x[:1])  # rebuild the Python model once; not part of any timing
     rows = []
 
-    # 1) eager: every op dispatched from Python, one at a time
+    # 1) eager: the Python model's ops dispatched one at a time
     first, steady = time_call(lambda: service.eager_forward(x), repeats=eager_repeats)
-    rows.append({"mode": "eager (op by op)", "setup_s": 0.0, "first_s": first,
-                 "steady_s": steady, "flops": None, "logits": service.eager_forward(x)})
+    rows.append({"mode": EAGER, "setup_s": 0.0, "first_s": first, "steady_s": steady,
+                 "flops": None, "logits": service.eager_forward(x)})
 
-    # 2) jit: a fresh function each trial, so its first call traces and compiles
-    runs = []
-    for _ in range(trials):
-        jitted = jax.jit(artifact.make_forward(service.config))
-        runs.append((0.0, *time_call(lambda: jax.block_until_ready(jitted(params, x)),
-                                     repeats=repeats)))
-    rows.append(_row("jax.jit", runs, None, np.asarray(jitted(params, x))))
-
-    # 3) ahead of time: compile for this exact shape and bake dry runs before serving
-    runs = []
-    for _ in range(trials):
+    def prepare():  # ahead of time: compile for this exact shape, bake dry runs
         t0 = time.perf_counter()
-        compiled = jax.jit(artifact.make_forward(service.config)).lower(params, spec).compile()
+        compiled = jax.jit(recipe()).lower(params, spec).compile()
         for _ in range(dry_runs):
             jax.block_until_ready(compiled(params, jnp.zeros_like(x)))
-        setup = time.perf_counter() - t0
-        runs.append((setup, *time_call(lambda: jax.block_until_ready(compiled(params, x)),
-                                       repeats=repeats)))
+        return compiled, time.perf_counter() - t0
+
+    with disk_cache_off():
+        # 2) jit: a fresh function each trial, so its first call compiles
+        runs = []
+        for _ in range(trials):
+            jitted = jax.jit(recipe())
+            runs.append((0.0, *time_call(lambda: jax.block_until_ready(jitted(params, x)),
+                                         repeats=repeats)))
+        rows.append(_row(JIT, runs, None, np.asarray(jitted(params, x))))
+
+        # 3) ahead of time, XLA compiling before the doors open
+        runs = []
+        for _ in range(trials):
+            compiled, setup = prepare()
+            runs.append((setup, *time_call(lambda: jax.block_until_ready(compiled(params, x)),
+                                           repeats=repeats)))
+    rows.append(_row(AOT, runs, _flops(compiled), np.asarray(compiled(params, x))))
+
+    # 4) ahead of time, the compiled program read back from the persistent cache
+    if disk_cache_on():
+        prepare()  # writes the program to disk (or finds it there already)
+        runs = []
+        for _ in range(trials):
+            compiled, setup = prepare()
+            runs.append((setup, *time_call(lambda: jax.block_until_ready(compiled(params, x)),
+                                           repeats=repeats)))
+        rows.append(_row(AOT_CACHED, runs, _flops(compiled), np.asarray(compiled(params, x))))
+    return rows
+
+
+def _flops(compiled) -> float:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
-    rows.append(_row("AOT lower().compile()", runs, float(cost.get("flops", float("nan"))),
-                     np.asarray(compiled(params, x))))
-    return rows
+    return float(cost.get("flops", float("nan")))
 
 
 def _row(mode, runs, flops, logits) -> dict:

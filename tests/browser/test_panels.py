@@ -61,6 +61,16 @@ NOTEBOOK_CASES = [
                Move(("End",), r"dropout 0\.90\b", "largest")),
         rapid=Rapid("ArrowRight", 10, r"dropout 0\.50\b", start=("Home",)),
     ),
+    # the order form: bake time 15 ... 60 min in steps of 0.45 min, the other ingredients
+    # those of the first test cake; a short bake is a good cake, a long one burns.
+    SliderCase(
+        id="05_order_form",
+        notebook="05_*.ipynb",
+        slider="bake_time",
+        moves=(Move(("Home",), r"good cake — \d+% sure", "shortest bake"),
+               Move(("End",), r"burnt — \d+% sure", "longest bake")),
+        rapid=Rapid("ArrowRight", 10, r"good cake — \d+% sure", start=("Home",)),
+    ),
     # bits per weight 2 ... 8 in steps of 1 (starts at 8); the scale toggle shares the panel.
     SliderCase(
         id="06_spice_packets",
