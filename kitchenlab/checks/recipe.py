@@ -113,7 +113,6 @@ def check_sgd_update(fn) -> bool:
 def _tiny_loss(knobs, x, y):
     """The one-hidden-unit kitchen of notebook 01: x -> relu(w1 x + b1) -> 2 logits -> judge."""
     import jax
-    import jax.numpy as jnp
 
     h = jax.nn.relu(knobs["w1"] * x + knobs["b1"])  # one hidden unit
     logits = knobs["w2"] * h + knobs["b2"]  # (2,): burnt, good cake
