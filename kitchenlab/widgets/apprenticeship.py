@@ -135,10 +135,11 @@ def draw_clip(run: ClipRun, fig) -> None:
     left.set_xlim(0, len(spiky) + 1)
     left.yaxis.set_major_locator(FixedLocator(_DECADES))
     left.set_yticklabels([f"{10.0 ** d:g}" for d in _DECADES])
-    left.xaxis.set_major_locator(FixedLocator([0, 120, 240, 360]))
+    left.xaxis.set_major_locator(FixedLocator([0, 180, 360]))
     left.set_xlabel("knob turn")
     left.set_ylabel("size of the notes (norm, log)")
-    left.set_title(f"{run.label}: {run.verdict}", fontsize=10)
+    left.set_title(f"SGD, η = {format_value(run.learning_rate)}, {run.label}: {run.verdict}",
+                   fontsize=10, loc="left")
     left.legend(loc="upper right", fontsize=7)
     if h.diverged:
         plots.message_panel(left, _exploded_text(h))
@@ -156,11 +157,10 @@ def draw_clip(run: ClipRun, fig) -> None:
                    transform=right.transAxes, color=plots.PALETTE["accent"], fontsize=8)
     right.set_xlim(0.5, run.epochs + 0.5)
     right.set_ylim(0.0, 1.0)
-    right.xaxis.set_major_locator(FixedLocator([1, 10, 20]))
+    right.xaxis.set_major_locator(FixedLocator([1, 20]))
     right.yaxis.set_major_locator(FixedLocator([0.0, 0.5, 1.0]))
     right.set_xlabel("epoch (day of baking)")
     right.set_ylabel("validation loss (guests)")
-    right.set_title(f"SGD, learning rate {format_value(run.learning_rate)}", fontsize=10)
     right.legend(loc="upper right", fontsize=7)
 
 
