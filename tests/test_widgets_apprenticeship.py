@@ -9,6 +9,7 @@ import pytest
 
 import kitchenlab as kl
 from kitchenlab.experiments import apprenticeship as E
+from kitchenlab.experiments import clipping as C
 from kitchenlab.widgets import apprenticeship as A
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -38,6 +39,9 @@ def test_control_names_match_render_kwargs(lr_panel, clip_panel):
     assert list(clip_panel.controls) == ["clip_norm"]
     assert lr_panel.controls["learning_rate"].min == A.LR_RANGE[0]
     assert lr_panel.controls["learning_rate"].max == A.LR_RANGE[1]
+    assert clip_panel.controls["clip_norm"].min == A.CLIP_RANGE[0]
+    assert clip_panel.controls["clip_norm"].max == A.CLIP_RANGE[1]
+    assert clip_panel.controls["clip_norm"].value == 2.0  # the cap notebook 02 chooses
 
 
 def test_lr_extremes(lr_panel):
@@ -56,6 +60,13 @@ def test_lr_extremes(lr_panel):
     assert "exploded at step" in text
     result, _, text = lr_panel.render(learning_rate=mid)  # 10**-1.5 ≈ 0.03: learns
     assert result.verdict == "learning" and "exploded" not in text
+    assert E.VERDICT_WORDS["learning"] in text  # the readout repeats the verdict's rule
+
+
+def test_lr_overshooting_notch(lr_panel):
+    result, _, text = lr_panel.render(learning_rate=10 ** 0.75)
+    assert result.verdict == "overshooting" and "overshooting" in text
+    assert result.history.train_loss.max() > E.ABOVE_START * result.start_loss
 
 
 def test_lr_every_notch_never_raises(lr_panel):
@@ -71,37 +82,32 @@ def test_clip_extremes(clip_panel):
         result, png, text = clip_panel.render(clip_norm=c)
         assert png.startswith(PNG_MAGIC)
         assert f"clip norm = {E.format_value(c)}" in text
-        assert result.baseline.diverged  # η = 10 without a cap explodes
-    rescued = clip_panel.render(clip_norm=low)[0]
-    assert not rescued.history.diverged
-    assert rescued.history.train_loss[-1] < 0.5 * rescued.start_loss
+        assert result.baseline.diverged  # the spiky kitchen without a cap explodes
+        assert "without a cap: exploded at step" in text
+    tight = clip_panel.render(clip_norm=low)[0]
+    assert tight.verdict == "too tight" and not tight.history.diverged
     loose, _, text = clip_panel.render(clip_norm=high)
-    assert loose.history.diverged and "exploded" in text
+    assert loose.history.diverged and loose.verdict == "too loose" and "exploded" in text
+    assert "trims" not in text  # no counts for a run that was rolled back
 
 
-def test_clip_curves_is_pure(kitchen):
-    a = E.clip_curves(0.1, kitchen=kitchen)
-    b = E.clip_curves(0.1, kitchen=kitchen)
-    np.testing.assert_array_equal(a.history.train_loss, b.history.train_loss)
-    assert a.baseline.diverged and not a.history.diverged
+def test_clip_default_view(clip_panel):
+    value = clip_panel.controls["clip_norm"].value
+    run, png, text = clip_panel.render(clip_norm=value)
+    c = run.counts()
+    assert run.verdict == "spikes only"
+    assert f"trims {c['spiky_trimmed']} of {c['spiky']} spiky turns and 0 of " in text
+    assert C.CLIP_WORDS["spikes only"] in text
 
 
-def test_verdict_words():
-    h = kl.train.History(np.array([0.79, 0.78]), np.zeros(2), None, None)
-    assert E.verdict(h, 0.8) == "stuck"
-    h = kl.train.History(np.array([0.5, 0.3, 0.2]), np.zeros(3), None, None)
-    assert E.verdict(h, 0.8) == "learning"
-    h = kl.train.History(np.array([0.5, 0.2, 0.4, 0.2]), np.zeros(4), None, None)
-    assert E.verdict(h, 0.8) == "overshooting"
-    h = kl.train.History(np.array([1.5, 2.0]), np.zeros(2), None, None)
-    assert E.verdict(h, 0.8) == "ruined"
-    h = kl.train.History(np.array([]), np.array([]), None, None, diverged_at_step=3)
-    assert E.verdict(h, 0.8) == "exploded"
+def test_draw_handles_a_run_that_exploded_on_day_one(kitchen):
+    """A History with no completed day (rolled back in epoch 1) still draws and reads out."""
+    from kitchenlab.widgets import render_png
 
-
-def test_default_config_sgd_is_momentum_zero():
-    sgd = E.default_config()
-    assert sgd.optimizer == "momentum" and sgd.momentum == 0.0
-    assert E.default_config("momentum").momentum == 0.9
-    assert E.default_config("adam").optimizer == "adam"
-    assert kl.train.static_part(sgd) == kl.train.static_part(E.default_config("momentum"))
+    result = E.lr_curves(10.0, kitchen=kitchen)
+    assert result.history.epochs == 0
+    assert render_png(A.draw, result).startswith(PNG_MAGIC)
+    assert "exploded at step 6" in A.readout(result)
+    run = C.clip_curves(1000.0, kitchen=kitchen)
+    assert run.history.epochs == 0 and run.counts()["spiky"] == 0
+    assert render_png(A.draw_clip, run).startswith(PNG_MAGIC)

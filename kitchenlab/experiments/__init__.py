@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-_TOPICS = ("apprenticeship", "tasters", "rules")
+_TOPICS = ("apprenticeship", "clipping", "tasters", "rules")
 
 
 def __getattr__(name):
