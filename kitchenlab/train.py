@@ -115,7 +115,7 @@ def _optimizer(config: TrainConfig, hp: Hyper, steps_per_epoch: int):
     return make_fused_optimizer(hp, lr_schedule(config, hp.learning_rate, steps_per_epoch))
 
 
-def _shuffle_batches(key, x, y, batch_size: int):
+def shuffle_batches(key, x, y, batch_size: int):
     """Fixed-shape epoch: (n_batches, B, F), (n_batches, B); the remainder sits out."""
     n_batches = x.shape[0] // batch_size
     perm = jax.random.permutation(key, x.shape[0])[: n_batches * batch_size]
@@ -123,7 +123,7 @@ def _shuffle_batches(key, x, y, batch_size: int):
             y[perm].reshape(n_batches, batch_size))
 
 
-def _epoch_keys(key, epochs: int):
+def epoch_keys(key, epochs: int):
     """(shuffle key, dropout key) per epoch, the same on both paths."""
     return jax.vmap(jax.random.split)(jax.random.split(key, epochs))  # (E, 2) keys
 
@@ -167,8 +167,8 @@ def _loop_run(graphdef, config, params, hp, train, val_xy, key, has_val, on_epoc
     best = (params, np.inf, -1)
     bad_step, since_best, step = -1, 0, 0
     x, y = jnp.asarray(train.x), jnp.asarray(train.y)
-    for epoch, (k_shuffle, k_drop) in enumerate(_epoch_keys(key, config.epochs)):
-        xb, yb = _shuffle_batches(k_shuffle, x, y, config.batch_size)
+    for epoch, (k_shuffle, k_drop) in enumerate(epoch_keys(key, config.epochs)):
+        xb, yb = shuffle_batches(k_shuffle, x, y, config.batch_size)
         start = (params, opt_state)  # an epoch that blows up is rolled back whole
         day = []  # (loss, accuracy, grad norm) of each tray, judged before its knob turn
         for xs, ys, k in zip(xb, yb, jax.random.split(k_drop, xb.shape[0])):
@@ -246,7 +246,7 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
         params, opt_state, bad_step, step, best, since_best, stopped = carry
         epoch, (k_shuffle, k_drop) = epoch_inputs
         bad_before = bad_step
-        xb, yb = _shuffle_batches(k_shuffle, x, y, batch_size)
+        xb, yb = shuffle_batches(k_shuffle, x, y, batch_size)
         keys = jax.random.split(k_drop, xb.shape[0])
         (new_params, new_opt, bad_step, step), (losses, accs, norms) = jax.lax.scan(
             batch_body, (params, opt_state, bad_step, step), (xb, yb, keys))
@@ -277,7 +277,7 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
     best = (params, jnp.float32(jnp.inf), jnp.int32(-1))
     carry = (params, opt_state, jnp.int32(-1), zero, best, zero, jnp.bool_(False))
     epochs = jnp.arange(config.epochs, dtype=jnp.int32)
-    carry, records = jax.lax.scan(epoch_body, carry, (epochs, _epoch_keys(key, config.epochs)))
+    carry, records = jax.lax.scan(epoch_body, carry, (epochs, epoch_keys(key, config.epochs)))
     params, _, bad_step, _, (best_params, _, best_epoch), _, _ = carry
     return params, best_params, best_epoch, bad_step, records
 

@@ -102,15 +102,15 @@ def _outlier_turns(n_train: int, rows: tuple, seed: int, epochs: int, batch_size
     import jax
     import jax.numpy as jnp
 
-    from kitchenlab.train import _epoch_keys, _shuffle_batches
+    from kitchenlab.train import epoch_keys, shuffle_batches
 
     index = jnp.arange(n_train)
     dummy = jnp.zeros((n_train, 1), jnp.float32)
     is_outlier = np.zeros(n_train, bool)
     is_outlier[list(rows)] = True
     turns = []
-    for k_shuffle, _ in _epoch_keys(jax.random.key(seed), epochs):
-        _, trays = _shuffle_batches(k_shuffle, dummy, index, batch_size)  # (n, B) cake rows
+    for k_shuffle, _ in epoch_keys(jax.random.key(seed), epochs):
+        _, trays = shuffle_batches(k_shuffle, dummy, index, batch_size)  # (n, B) cake rows
         turns.append(is_outlier[np.asarray(trays)].any(axis=1))
     out = np.concatenate(turns)
     out.setflags(write=False)
