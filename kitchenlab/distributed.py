@@ -81,9 +81,9 @@ class Layout:
             names = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
             if self.mesh.shape[MODEL] == 1 or leaf.ndim == 0:
                 return P()
-            if names[0] == "hidden":
+            if "hidden" in names:
                 return P(None, MODEL) if leaf.ndim == 2 else P(MODEL)  # (in, H), (H,)
-            if names[0] == "head" and leaf.ndim == 2:
+            if "head" in names and leaf.ndim == 2:
                 return P(MODEL, None)  # (H, C): the head sums the slices (an all-reduce)
             return P()
         return jax.tree_util.tree_map_with_path(spec, params)
@@ -188,3 +188,81 @@ def to_host(tree):
             return np.asarray(a)
         return np.asarray(multihost_utils.process_allgather(a, tiled=True))
     return jax.tree.map(get, tree)
+
+
+# ---------------------------------------------------------------- serving
+class ShardedService:
+    """A laminated restaurant with its tray split across the devices (wraps a ``Service``).
+
+    The exported recipe runs once per device on that device's share of the tray
+    (``shard_map`` over the mesh's "data" axis, knobs replicated); measuring and plating
+    stay the service's own. A tray of any size is padded with mean orders (zeros after
+    normalization) up to ``devices x`` the next power of two per device, and the padding is
+    dropped from the answer: at most 11 programs per device count, as in ``Service``.
+    """
+
+    laminated = True  # still a laminated model: it refuses to be trained
+
+    def __init__(self, service, mesh: Mesh | None = None):
+        if not getattr(service, "laminated", False) or not hasattr(service, "exported"):
+            raise TypeError(f"service must be a kl.serve.Service (open_restaurant(folder)), "
+                            f"got {type(service).__name__}")
+        self.service = service
+        self.mesh = make_mesh(jax.local_devices()) if mesh is None else mesh
+        if not isinstance(self.mesh, Mesh) or DATA not in self.mesh.axis_names:
+            raise TypeError(f"mesh must be a jax.sharding.Mesh with a {DATA!r} axis "
+                            f"(kl.distributed.make_mesh()), got {self.mesh!r}")
+        layout = Layout(self.mesh, service.config.width)
+        self._params = layout.replicate(dict(service.params))
+        self._tray = NamedSharding(self.mesh, P(DATA))
+        self._run = jax.jit(jax.shard_map(service.exported.call, mesh=self.mesh,
+                                          in_specs=(P(), P(DATA)), out_specs=P(DATA)))
+
+    @property
+    def n_devices(self) -> int:
+        return self.mesh.shape[DATA]
+
+    def tray_size(self, n: int) -> int:
+        """The padded tray ``n`` orders are baked on: devices x a power of two each."""
+        from kitchenlab.serve.service import tray_size
+
+        return self.n_devices * tray_size(-(-int(n) // self.n_devices))
+
+    def forward(self, x) -> np.ndarray:
+        """Normalized features (B, F) -> logits (B, C), each device baking B / devices."""
+        x = np.asarray(x, np.float32)
+        n_features = self.service.config.n_features
+        if x.ndim != 2 or x.shape[1] != n_features:
+            raise ValueError(f"x must have shape (B, {n_features}), got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x is empty: shape {x.shape}; a tray needs at least one order")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x contains non-finite values (NaN or inf); every order must "
+                             "be finite")
+        b = x.shape[0]
+        size = self.tray_size(b)
+        if size > b:  # padding with mean orders, dropped again below
+            x = np.concatenate([x, np.zeros((size - b, n_features), np.float32)])
+        tray = jax.device_put(x, self._tray)  # (size, F): size / devices rows per device
+        return np.asarray(self._run(self._params, tray))[:b]
+
+    def layout(self, n: int) -> jax.Array:
+        """A padded tray of ``n`` orders as placed on the devices (to visualize)."""
+        return jax.device_put(np.zeros((self.tray_size(n), self.service.config.n_features),
+                                       np.float32), self._tray)
+
+    def preprocess(self, orders) -> np.ndarray:
+        return self.service.preprocess(orders)
+
+    def postprocess(self, logits):
+        return self.service.postprocess(logits)
+
+    def predict(self, orders):
+        """Measure -> bake across the devices -> plate (``Plated`` arrays, as ``Service``)."""
+        return self.postprocess(self.forward(self.preprocess(orders)))
+
+    def fit(self, *args, **kwargs):
+        raise TypeError("a laminated model refuses to be trained, on one device or many")
+
+    def __repr__(self) -> str:
+        return f"ShardedService({self.n_devices} devices x {self.service!r})"

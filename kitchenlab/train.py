@@ -300,6 +300,8 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
     carry, records = jax.lax.scan(epoch_body, carry,
                                   (epochs, _epoch_keys(key, config.epochs), planned))
     params, _, bad_step, _, (best_params, _, best_epoch), _, _ = carry
+    if layout is not None:  # the knobs leave the run laid out as they came in
+        params, best_params = layout.constrain_params((params, best_params))
     return params, best_params, best_epoch, bad_step, records
 
 
