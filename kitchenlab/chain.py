@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -163,13 +164,14 @@ def _tail(path: str, n: int = 1500) -> str:
 
 def launch(job: ChainJob | None = None, *, processes: int = 2, devices_per_process: int = 1,
            timeout: float = 180.0, fail_worker: int | None = None,
-           poll: float = 0.05) -> ChainResult:
+           on_event: Callable[[str], None] | None = None) -> ChainResult:
     """Run ``job`` as ``processes`` worker processes joined into one JAX job; wait for all.
 
     Raises ``ChainError`` as soon as a worker exits without its report (the others are
     killed, the message names the worker, its exit code and the end of its stderr), or
     when the job is still running after ``timeout`` seconds. ``fail_worker`` makes that
-    worker die on purpose right after joining (to test this).
+    worker die on purpose right after joining (to test this). ``on_event(text)`` hears
+    each step (workers started, each worker's report) for progress displays.
     """
     job = job or ChainJob()
     for name, value in (("processes", processes), ("devices_per_process", devices_per_process)):
@@ -197,7 +199,9 @@ def launch(job: ChainJob | None = None, *, processes: int = 2, devices_per_proce
                 with open(os.path.join(out, f"worker{i}.log"), "wb") as log:
                     procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                                   stdin=subprocess.DEVNULL, env=env))
-            _wait_all(procs, out, start + timeout, timeout)
+            say = on_event or (lambda text: None)
+            say(f"started {processes} workers; coordinator at {coordinator}")
+            _wait_all(procs, out, start + timeout, timeout, say)
         finally:
             for p in procs:  # only the workers this launch started, by their process ids
                 if p.poll() is None:
@@ -207,9 +211,14 @@ def launch(job: ChainJob | None = None, *, processes: int = 2, devices_per_proce
     return ChainResult(workers, time.perf_counter() - start, coordinator)
 
 
-def _wait_all(procs, out: str, deadline: float, timeout: float) -> None:
+def _wait_all(procs, out: str, deadline: float, timeout: float, say) -> None:
+    reported = set()
     while True:
         codes = [p.poll() for p in procs]
+        for i, code in enumerate(codes):
+            if code == 0 and i not in reported and _has_result(out, i):
+                reported.add(i)
+                say(f"worker {i} reported ({len(reported)} of {len(procs)})")
         for i, code in enumerate(codes):
             if code is not None and (code != 0 or not _has_result(out, i)):
                 raise ChainError(
@@ -222,7 +231,7 @@ def _wait_all(procs, out: str, deadline: float, timeout: float) -> None:
             running = [i for i, code in enumerate(codes) if code is None]
             raise ChainError(f"the job ran past its timeout of {timeout:g} s; workers "
                              f"{running} were still running and were stopped")
-        time.sleep(0.05)
+        time.sleep(0.05)  # cheap: the workers are doing the work
 
 
 def _has_result(out: str, i: int) -> bool:
