@@ -2,7 +2,7 @@
 
 Keys:
 * ``chain.sharded_vs_single_max_abs_diff``: largest knob difference after the default
-  ``ChainJob`` (20 epochs x 18 Adam steps) trained on a 2-device mesh vs one device
+  ``ChainJob`` (8 epochs x 9 Adam steps) trained on a 2-device mesh vs one device
   (float rounding from the split sums; the tests hold it under 1e-5);
 * ``chain.two_process_equal``: two worker processes (one CPU device each, joined by
   ``jax.distributed`` over gloo) end with the same knobs as each other and, within 1e-5,
