@@ -17,6 +17,9 @@ spans every host's devices. Only the launcher (``launch``) is specific to one ma
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import json
 import os
@@ -119,6 +122,7 @@ class WorkerResult:
     val_accuracy: np.ndarray  # (epochs,)
     message: str
     seconds: float  # from start of the worker to its report
+    compiled_at: float | None = None  # seconds after the launch when its program was ready
 
     def summary(self) -> str:
         return (f"worker {self.process_id}: drives {', '.join(self.local_devices)} of "
@@ -185,9 +189,10 @@ def launch(job: ChainJob | None = None, *, processes: int = 2, devices_per_proce
         raise ValueError(f"fail_worker must be in [0, {processes}), got {fail_worker!r}")
     port = free_port()
     coordinator = f"{HOST}:{port}"
+    release_free_memory()  # the workers need the room more than this process's free heap
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join(
         [_package_root()] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    start = time.perf_counter()
+    start, wall_start = time.perf_counter(), time.time()
     with tempfile.TemporaryDirectory(prefix="kitchenlab-chain-") as out:
         procs = []
         try:
@@ -209,7 +214,7 @@ def launch(job: ChainJob | None = None, *, processes: int = 2, devices_per_proce
                 if p.poll() is None:
                     p.kill()
                     p.wait()
-        workers = [_read_result(out, i) for i in range(processes)]
+        workers = [_read_result(out, i, wall_start) for i in range(processes)]
     return ChainResult(workers, time.perf_counter() - start, coordinator)
 
 
@@ -240,15 +245,18 @@ def _has_result(out: str, i: int) -> bool:
     return os.path.exists(os.path.join(out, f"result{i}.json"))
 
 
-def _read_result(out: str, i: int) -> WorkerResult:
+def _read_result(out: str, i: int, start_time: float) -> WorkerResult:
     with open(os.path.join(out, f"result{i}.json")) as f:
         meta = json.load(f)
     with np.load(os.path.join(out, f"result{i}.npz")) as arrays:
         params = {k[len("param:"):]: arrays[k] for k in arrays.files if k.startswith("param:")}
         curves = {k: arrays[k] for k in ("train_loss", "val_accuracy")}
+    token = os.path.join(out, f"compiled{i}")
+    compiled_at = os.path.getmtime(token) - start_time if os.path.exists(token) else None
     return WorkerResult(process_id=i, devices=meta["devices"],
                         local_devices=meta["local_devices"], params=params,
-                        message=meta["message"], seconds=meta["seconds"], **curves)
+                        message=meta["message"], seconds=meta["seconds"],
+                        compiled_at=compiled_at, **curves)
 
 
 # ---------------------------------------------------------------- one worker
@@ -280,7 +288,8 @@ def worker(process_id: int, processes: int, coordinator: str, out: str, job: Cha
     from kitchenlab.distributed import make_mesh
 
     mesh = make_mesh(model=job.model_axis)
-    result = train_job(job, mesh)
+    with _taking_turns_to_compile(out, process_id):
+        result = train_job(job, mesh)
     np.savez(os.path.join(out, f"result{process_id}.npz"),
              train_loss=result["train_loss"], val_accuracy=result["val_accuracy"],
              **{f"param:{k}": v for k, v in result["params"].items()})
@@ -292,6 +301,52 @@ def worker(process_id: int, processes: int, coordinator: str, out: str, job: Cha
     with open(tmp, "w") as f:
         json.dump(meta, f)
     os.replace(tmp, os.path.join(out, f"result{process_id}.json"))  # the report is whole
+
+
+TRAINING_PROGRAMS = ("jit(_fused_run)", "jit(_loop_step)")  # what fit compiles, by name
+TURN_WAIT = 60.0  # seconds a worker waits for the one before it to compile, at most
+
+
+@contextlib.contextmanager
+def _taking_turns_to_compile(out: str, process_id: int):
+    """Compile the training program one process after the other, not all at once.
+
+    Compiling holds a few hundred MB for a moment; on one small machine the workers'
+    peaks would add up. Worker k waits until worker k-1 has compiled (a file token
+    written by a ``jax.monitoring`` listener as soon as XLA hands the program back, or
+    reloads it from the compile cache), then compiles its own; nobody runs a collective
+    before everyone has compiled, so nothing is lost. On a cluster (one host each) this
+    is unnecessary.
+    """
+    import jax
+
+    token = os.path.join(out, f"compiled{process_id}")
+
+    def listener(event, duration, **kwargs):
+        if event.endswith("backend_compile_duration") and kwargs.get("fun_name") in \
+                TRAINING_PROGRAMS and not os.path.exists(token):
+            release_free_memory()
+            open(token, "w").close()
+
+    if process_id > 0:
+        deadline = time.monotonic() + TURN_WAIT
+        while not os.path.exists(os.path.join(out, f"compiled{process_id - 1}")) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def release_free_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere a
+    no-op): after compiling, a process keeps ~150 MB of freed memory otherwise."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 # ---------------------------------------------------------------- command line

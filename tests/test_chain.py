@@ -42,6 +42,9 @@ def test_two_processes_train_as_one(two_process_run, tmp_path):
         assert w.message == "trained 4 epochs"
         assert w.train_loss.shape == (4,) and w.train_loss[-1] < w.train_loss[0]
     assert result.workers[0].local_devices != result.workers[1].local_devices
+    first, second = (w.compiled_at for w in result.workers)
+    assert first is not None and second is not None and first <= second, \
+        "the workers take turns to compile (the second waits for the first)"
     assert result.workers_agree(atol=0.0), "replicated knobs must be the same in every process"
     # the same job in one process: on a 2-device mesh, and on one device
     out = run_with_devices(f"""
