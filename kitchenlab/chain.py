@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import ctypes.util
 import dataclasses
 import json
 import os
@@ -344,8 +343,8 @@ def release_free_memory() -> None:
     """Hand the heap's free pages back to the system (glibc ``malloc_trim``; elsewhere a
     no-op): after compiling, a process keeps ~150 MB of freed memory otherwise."""
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError, TypeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
         pass
 
 

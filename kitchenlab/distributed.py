@@ -35,7 +35,8 @@ def make_mesh(devices=None, *, model: int = 1) -> Mesh:
     if not devices:
         raise ValueError("devices must list at least one device, got an empty list")
     if isinstance(model, bool) or not isinstance(model, (int, np.integer)) or model < 1:
-        raise ValueError(f"model must be a positive int (devices per model slice), got {model!r}")
+        raise ValueError(f"model must be a positive int (devices sharing each hidden layer), "
+                         f"got {model!r}")
     if len(devices) % model:
         raise ValueError(f"model ({model}) must divide the number of devices "
                          f"({len(devices)})")

@@ -457,11 +457,11 @@ def fit(model: nnx.Module, train: CakeData, val: CakeData | None, config: TrainC
         from kitchenlab.distributed import Layout
 
         layout = Layout.for_run(mesh, batch_size=config.batch_size, width=model.config.width)
+        if fused:  # every epoch's trays, shuffled as on one device, split over the mesh
+            x, y = layout.plan(_epoch_keys(key, config.epochs)[:, 0], train.x, train.y,
+                               config.batch_size)
         params = layout.put_params(params)
         hp, key, xv, yv = layout.replicate((hp, key, xv, yv))
-        if fused:  # every epoch's trays, shuffled as on one device, split over the mesh
-            x, y = layout.plan(_epoch_keys(jax.random.key(config.seed), config.epochs)[:, 0],
-                               train.x, train.y, config.batch_size)
     if fused:
         _Progress.current = on_epoch
         try:
