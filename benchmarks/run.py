@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TOPICS = ("bench_train", "bench_regularize", "bench_serve", "bench_quant", "bench_prune")  # in order
+TOPICS = ("bench_train", "bench_regularize", "bench_serve", "bench_quant", "bench_prune",
+          "bench_chain")  # run in this order
 
 
 def machine() -> str:

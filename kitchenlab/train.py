@@ -157,8 +157,13 @@ def _loop_step(graphdef, config, steps_per_epoch, params, opt_state, x, y, key, 
 _loop_epoch_end_ok = jax.jit(_epoch_end_ok, static_argnames=("graphdef",))
 
 
-def _loop_run(graphdef, config, params, hp, train, val_xy, key, has_val, on_epoch):
-    """The readable twin of ``_fused_run``: a Python loop around one jitted step."""
+def _loop_run(graphdef, config, params, hp, train, val_xy, key, has_val, on_epoch,
+              layout=None):
+    """The readable twin of ``_fused_run``: a Python loop around one jitted step.
+
+    With a ``layout`` (``kl.distributed``) every tray arrives as a global array split over
+    the mesh's devices; the same jitted step then runs on all of them at once.
+    """
     steps_per_epoch = len(train) // config.batch_size
     static = static_part(config)
     opt_state = _optimizer(static, hp, steps_per_epoch).init(params)
@@ -168,10 +173,13 @@ def _loop_run(graphdef, config, params, hp, train, val_xy, key, has_val, on_epoc
     bad_step, since_best, step = -1, 0, 0
     x, y = jnp.asarray(train.x), jnp.asarray(train.y)
     for epoch, (k_shuffle, k_drop) in enumerate(epoch_keys(key, config.epochs)):
-        xb, yb = shuffle_batches(k_shuffle, x, y, config.batch_size)
+        if layout is None:
+            xb, yb = shuffle_batches(k_shuffle, x, y, config.batch_size)
+        else:  # the same trays, each fed as this process's share of a global array
+            xb, yb = layout.step_batches(k_shuffle, train.x, train.y, config.batch_size)
         start = (params, opt_state)  # an epoch that blows up is rolled back whole
         day = []  # (loss, accuracy, grad norm) of each tray, judged before its knob turn
-        for xs, ys, k in zip(xb, yb, jax.random.split(k_drop, xb.shape[0])):
+        for xs, ys, k in zip(xb, yb, jax.random.split(k_drop, len(xb))):
             new_params, new_opt, m = _loop_step(graphdef, static, steps_per_epoch, params,
                                                 opt_state, xs, ys, k, hp)
             loss = float(m["loss"])
@@ -215,9 +223,9 @@ def _report_epoch(on_epoch, epoch, record):
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "graphdef", "config", "batch_size", "has_val", "on_epoch"))
+    "graphdef", "config", "batch_size", "has_val", "on_epoch", "layout"))
 def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, key, *,
-               batch_size: int, has_val: bool, on_epoch=None):
+               batch_size: int, has_val: bool, on_epoch=None, layout=None):
     """All epochs in one compiled call (``lax.scan`` over epochs, then over batches).
 
     After divergence (non-finite or exploded loss) or early stopping the knobs are frozen:
@@ -226,8 +234,12 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
     which keeps the per-step work to the step itself: per-step selects over all knobs cost
     ~30 % of a small model's run. ``on_epoch`` (static; ``fit`` passes a stable handle)
     adds an ordered host callback per epoch for progress displays.
+
+    With a ``layout`` (``kl.distributed``; static) ``x, y`` are every epoch's trays, already
+    shuffled and split over the mesh: (E, S, B, F), (E, S, B). The scan is the same; the
+    partitioner runs each tray's share on its device and averages the gradients.
     """
-    steps_per_epoch = x.shape[0] // batch_size
+    steps_per_epoch = x.shape[0] // batch_size if layout is None else x.shape[1]
     tx = _optimizer(config, hp, steps_per_epoch)
     patience = config.patience if config.patience is not None else config.epochs + 1
     zero = jnp.int32(0)
@@ -244,9 +256,12 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
 
     def epoch_body(carry, epoch_inputs):
         params, opt_state, bad_step, step, best, since_best, stopped = carry
-        epoch, (k_shuffle, k_drop) = epoch_inputs
+        epoch, (k_shuffle, k_drop), planned = epoch_inputs
         bad_before = bad_step
-        xb, yb = shuffle_batches(k_shuffle, x, y, batch_size)
+        if layout is None:
+            xb, yb = shuffle_batches(k_shuffle, x, y, batch_size)
+        else:
+            xb, yb = layout.constrain_batches(*planned)
         keys = jax.random.split(k_drop, xb.shape[0])
         (new_params, new_opt, bad_step, step), (losses, accs, norms) = jax.lax.scan(
             batch_body, (params, opt_state, bad_step, step), (xb, yb, keys))
@@ -255,6 +270,8 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
         bad_step = jnp.where(stopped, bad_before, bad_step)  # epochs after a stop never diverge
         roll_back = stopped | (bad_step >= 0)  # keep the knobs from before this epoch
         params = _where_tree(roll_back, params, new_params)
+        if layout is not None:
+            params = layout.constrain_params(params)
         opt_state = _where_tree(roll_back, opt_state, new_opt)
         tr = {"loss": losses.mean(), "accuracy": accs.mean()}
         va = eval_step.__wrapped__(graphdef, params, xv, yv) if has_val else tr
@@ -269,16 +286,22 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
                   "val_loss": va["loss"], "val_accuracy": va["accuracy"],
                   "grad_norm": norms, "active": ~stopped & (bad_step < 0)}
         if on_epoch is not None:
+            # Ordered callbacks need a single device; on a mesh the (unordered) callback
+            # still comes once per epoch, in order, because the epochs run one by one.
             jax.debug.callback(functools.partial(_report_epoch, on_epoch.fn), epoch, record,
-                               ordered=True)
+                               ordered=layout is None or layout.size == 1)
         return (params, opt_state, bad_step, step, best, since_best, now_stopped), record
 
     opt_state = tx.init(params)
     best = (params, jnp.float32(jnp.inf), jnp.int32(-1))
     carry = (params, opt_state, jnp.int32(-1), zero, best, zero, jnp.bool_(False))
     epochs = jnp.arange(config.epochs, dtype=jnp.int32)
-    carry, records = jax.lax.scan(epoch_body, carry, (epochs, epoch_keys(key, config.epochs)))
+    planned = None if layout is None else (x, y)
+    carry, records = jax.lax.scan(epoch_body, carry,
+                                  (epochs, epoch_keys(key, config.epochs), planned))
     params, _, bad_step, _, (best_params, _, best_epoch), _, _ = carry
+    if layout is not None:  # the knobs leave the run laid out as they came in
+        params, best_params = layout.constrain_params((params, best_params))
     return params, best_params, best_epoch, bad_step, records
 
 
@@ -403,7 +426,8 @@ def check_training_data(model, train: CakeData, val: CakeData | None, config: Tr
 
 
 def fit(model: nnx.Module, train: CakeData, val: CakeData | None, config: TrainConfig, *,
-        fused: bool = True, on_epoch: Callable[[int, dict], None] | None = None) -> History:
+        fused: bool = True, on_epoch: Callable[[int, dict], None] | None = None,
+        mesh=None) -> History:
     """Train ``model`` in place and return its ``History``.
 
     Divergence never raises: training stops, the epoch it happened in is rolled back (the
@@ -411,6 +435,12 @@ def fit(model: nnx.Module, train: CakeData, val: CakeData | None, config: TrainC
     which step the loss blew up. With ``config.patience`` the best validation epoch's
     weights are restored. ``on_epoch(epoch, metrics)`` reports progress after every epoch
     on both paths (the fused run calls it from inside the compiled program).
+
+    ``mesh`` (``kl.distributed.make_mesh()``) trains data-parallel on its devices: every
+    tray is split along the mesh's "data" axis, the knobs are replicated (or split along
+    its "model" axis) and the compiler averages the gradients. Same trays, same steps, same
+    result as one device up to float rounding; ``batch_size`` must divide evenly. In a
+    multi-process job (``kl.chain``) every process calls ``fit`` with the same arguments.
     """
     check_training_data(model, train, val, config)
     if on_epoch is not None and not callable(on_epoch):
@@ -422,13 +452,23 @@ def fit(model: nnx.Module, train: CakeData, val: CakeData | None, config: TrainC
     steps_per_epoch = len(train) // config.batch_size
     has_val = val is not None
     xv, yv = (val.x, val.y) if has_val else (train.x[:1], train.y[:1])
+    layout, x, y = None, train.x, train.y
+    if mesh is not None:
+        from kitchenlab.distributed import Layout
+
+        layout = Layout.for_run(mesh, batch_size=config.batch_size, width=model.config.width)
+        if fused:  # every epoch's trays, shuffled as on one device, split over the mesh
+            x, y = layout.plan(epoch_keys(key, config.epochs)[:, 0], train.x, train.y,
+                               config.batch_size)
+        params = layout.put_params(params)
+        hp, key, xv, yv = layout.replicate((hp, key, xv, yv))
     if fused:
         _Progress.current = on_epoch
         try:
             params, best_params, best_epoch, bad_step, records = _fused_run(
-                graphdef, static_part(config), params, hp, train.x, train.y, xv, yv, key,
+                graphdef, static_part(config), params, hp, x, y, xv, yv, key,
                 batch_size=config.batch_size, has_val=has_val,
-                on_epoch=None if on_epoch is None else _Progress())
+                on_epoch=None if on_epoch is None else _Progress(), layout=layout)
             jax.block_until_ready(params)
             if on_epoch is not None:
                 jax.effects_barrier()  # every epoch's report has reached the host
@@ -436,7 +476,7 @@ def fit(model: nnx.Module, train: CakeData, val: CakeData | None, config: TrainC
             _Progress.current = None
     else:
         params, best_params, best_epoch, bad_step, records = _loop_run(
-            graphdef, config, params, hp, train, (xv, yv), key, has_val, on_epoch)
+            graphdef, config, params, hp, train, (xv, yv), key, has_val, on_epoch, layout)
     history = _history(records, best_epoch, bad_step, config, steps_per_epoch, has_val,
                        config.learning_rate)
     if config.patience is not None and history.best_epoch is not None:
