@@ -69,7 +69,7 @@ def train_job(job: ChainJob, mesh=None) -> dict:
     Returns ``{"params": {"hidden.0.kernel": array, ...}, "train_loss": (E,),
     "val_loss": (E,), "val_accuracy": (E,), "message": str}``.
     """
-    from kitchenlab import data, distributed, models, train
+    from kitchenlab import data, models, train
     from kitchenlab.config import MLPConfig, TrainConfig
 
     kitchen = data.kitchen(job.n_cakes, seed=job.seed)

@@ -147,10 +147,10 @@ def shuffled_trays(keys, x, y, batch_size: int):
 
 @functools.partial(jax.jit, static_argnames=("batch_size", "impl"))
 def _shuffle_all(key_data, x, y, *, batch_size, impl):
-    from kitchenlab.train import _shuffle_batches
+    from kitchenlab.train import shuffle_batches
 
     keys = jax.random.wrap_key_data(key_data, impl=impl)
-    return jax.vmap(_shuffle_batches, in_axes=(0, None, None, None))(keys, x, y, batch_size)
+    return jax.vmap(shuffle_batches, in_axes=(0, None, None, None))(keys, x, y, batch_size)
 
 
 def _put(a: np.ndarray, sharding: NamedSharding) -> jax.Array:

@@ -96,11 +96,11 @@ def test_shuffled_trays_are_the_single_device_shuffles():
     import jax.numpy as jnp
 
     k = data.kitchen(200, seed=0)
-    keys = train._epoch_keys(jax.random.key(3), 4)[:, 0]
+    keys = train.epoch_keys(jax.random.key(3), 4)[:, 0]
     xb, yb = distributed.shuffled_trays(keys, k.train.x, k.train.y, 16)
     assert xb.shape == (4, len(k.train) // 16, 16, 8) and yb.shape == xb.shape[:3]
     for e in range(4):
-        x1, y1 = train._shuffle_batches(keys[e], jnp.asarray(k.train.x), jnp.asarray(k.train.y),
+        x1, y1 = train.shuffle_batches(keys[e], jnp.asarray(k.train.x), jnp.asarray(k.train.y),
                                         16)
         np.testing.assert_array_equal(xb[e], x1)
         np.testing.assert_array_equal(yb[e], y1)
