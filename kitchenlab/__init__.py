@@ -11,7 +11,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "data", "models", "optim", "train", "sweep", "evaluate", "regularize",
-               "experiments", "plots", "widgets", "checks", "serve")
+               "experiments", "plots", "widgets", "checks", "serve", "drift", "finetune")
 
 
 def __getattr__(name):  # lazy submodules: `kl.train` imports jax only when first used
