@@ -120,8 +120,8 @@ def make_cakes(n: int, *, seed: int = 0, noise: float = 0.05, drift: float = 0.0
 # Named drifts: what changed in the restaurant's world, and how it moves the cakes. Each takes
 # a severity in [0, 1]; 0 is the kitchen the chef was trained in.
 DRIFTS: dict[str, str] = {
-    "fan_oven": "a new fan oven: the kitchen bakes hotter (up to +60 °C) and shorter (down to "
-                "half the time); orders move into territory the chef never saw",
+    "fan_oven": "a new fan oven: the kitchen bakes hotter (up to +80 °C) and shorter (down to "
+                "40 % of the time); orders move into territory the chef never saw",
     "hot_oven": "the oven runs hot: the dial reads as before, the cake gets up to 30 °C more; "
                 "the same orders, new outcomes",
     "less_sugar": "guests who now prefer less sugar (down to 30 % of it); orders move, but "
@@ -129,8 +129,8 @@ DRIFTS: dict[str, str] = {
     "new_flour": "a new, stronger flour: recipes use less of it (down to 40 %)",
 }
 HOT_OVEN_MAX_C = 30.0  # how much hotter than its dial the oven runs at severity 1
-FAN_OVEN_HOTTER_C = 60.0  # fan oven at severity 1: the dial set this much higher ...
-FAN_OVEN_SHORTER = 0.5  # ... and the bake this much shorter (a fraction of the time)
+FAN_OVEN_HOTTER_C = 80.0  # fan oven at severity 1: the dial set this much higher ...
+FAN_OVEN_SHORTER = 0.6  # ... and the bake this much shorter (a fraction of the time)
 
 
 def drifted_cakes(n: int, kind: str, severity: float, *, seed: int = 0,

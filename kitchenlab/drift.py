@@ -190,15 +190,22 @@ class DriftReport:
     launch_accuracy: float | None = None  # what the chef scored before opening
     fired: bool = False  # the alarm
     reasons: tuple[str, ...] = ()  # one sentence per reason it fired, or why it could not judge
+    psi_threshold: float = AlarmConfig.psi  # the alarm's PSI threshold
 
     @property
-    def worst(self) -> str:
-        """The feature whose orders moved most (largest PSI)."""
-        return self.names[int(np.argmax(self.psi))]
+    def worst(self) -> str | None:
+        """The feature whose orders moved most (largest PSI), or None when no feature is
+        above the threshold (then the largest is noise, and naming it a coin toss)."""
+        j = int(np.argmax(self.psi))
+        return self.names[j] if self.psi[j] > self.psi_threshold else None
 
     def __str__(self) -> str:
+        # the ingredient is named only above the threshold: below it, several ingredients'
+        # PSI are noise of similar size, and which is largest is a coin toss
         j = int(np.argmax(self.psi))
-        text = (f"{self.n_orders} orders: largest PSI {self.psi[j]:.2f} ({self.names[j]})")
+        text = f"{self.n_orders} orders: largest PSI {self.psi[j]:.2f}"
+        if self.psi[j] > self.psi_threshold:
+            text += f" ({self.names[j]})"
         if self.accuracy is not None:
             text += f"; {self.n_reviews} reviews: accuracy {self.accuracy:.2f}"
             if self.launch_accuracy is not None:
@@ -255,4 +262,5 @@ def check_drift(reference, current, *, names: Sequence[str] | None = None,
         reasons = [r for r in reasons if not r.startswith("only ")]
     return DriftReport(names=names, n_orders=int(cur.shape[0]), psi=p, wasserstein=w,
                        ks_pvalue=np.asarray(pv), n_reviews=n_reviews, accuracy=acc,
-                       launch_accuracy=launch_accuracy, fired=fired, reasons=tuple(reasons))
+                       launch_accuracy=launch_accuracy, fired=fired, reasons=tuple(reasons),
+                       psi_threshold=config.psi)

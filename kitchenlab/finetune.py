@@ -121,7 +121,7 @@ def freeze_mask(params, freeze) -> object:
 
 
 # ---------------------------------------------------------------- the compiled night shift
-def _loss(params, graphdef, x, y, x_old, y_old, replay):
+def replay_loss(params, graphdef, x, y, x_old, y_old, replay):
     """Reviews' judge's score, plus the replayed old cakes' with weight ``replay`` (0 or 1):
     (sum new + replay * sum old) / (B + replay * B_old)."""
     model = nnx.merge(graphdef, params)
@@ -177,7 +177,7 @@ def _night_shift(graphdef, config: FinetuneConfig, params, x, y, x_old, y_old, c
         tx = sous_chef(lr)
         idx, old_idx = batch
         xo, yo = (x_old[old_idx], y_old[old_idx]) if has_old else (None, None)
-        loss, grads = jax.value_and_grad(_loss)(params, graphdef, x[idx], y[idx], xo, yo, w)
+        loss, grads = jax.value_and_grad(replay_loss)(params, graphdef, x[idx], y[idx], xo, yo, w)
         updates, opt_state = tx.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u, m: u * m, updates, mask)  # frozen stations stay
         return (optax.apply_updates(params, updates), opt_state, lr, w, mask), loss
@@ -272,10 +272,11 @@ def _check_reviews(model, data, name: str, *, least: int = 1) -> CakeData:
 def night_shift(model: nnx.Module, reviews: CakeData, *, replay: CakeData | None = None,
                 config: FinetuneConfig = FinetuneConfig(),
                 checks: dict[str, CakeData] | None = None, seeds: Sequence[int] = (0,),
-                replay_on: Sequence[float] = (1.0,), freeze: Sequence[int] | None = None,
+                replay_on: Sequence[float] | None = None, freeze: Sequence[int] | None = None,
                 on_epoch: Callable[[int, dict], None] | None = None) -> NightShift:
     """Fine-tune copies of ``model`` on ``reviews``: every combination of ``seeds`` x
-    ``replay_on`` (1: replay old cakes, 0: reviews only) x ``freeze`` in one compiled call.
+    ``replay_on`` (1: replay old cakes, 0: reviews only; default 1 when ``replay`` is given
+    and ``config.replay_batch > 0``, else 0) x ``freeze`` in one compiled call.
 
     ``model`` is never changed (its knobs are copied). Tables are normalized with the
     parent's normalizer. ``checks`` (name -> table) are tasted after every epoch, and by
@@ -291,9 +292,12 @@ def night_shift(model: nnx.Module, reviews: CakeData, *, replay: CakeData | None
         raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
     _check_reviews(model, reviews, "reviews", least=config.batch_size)
     use_replay = config.replay_batch > 0 and replay is not None
-    if config.replay_batch > 0 and replay is None and any(float(r) > 0 for r in replay_on):
-        raise ValueError("replay is None but replay_on asks for replay: pass replay=<old "
-                         "training table> or set replay_on=(0.0,)")
+    if replay_on is None:
+        replay_on = (1.0,) if use_replay else (0.0,)
+    if not use_replay and any(float(r) > 0 for r in replay_on):
+        raise ValueError("replay_on asks for replay, but there is nothing to replay: pass "
+                         "replay=<old training table> and config.replay_batch > 0, or "
+                         "replay_on=(0.0,)")
     if use_replay:
         _check_reviews(model, replay, "replay")
     checks = dict(checks or {})
@@ -349,10 +353,7 @@ def finetune(model: nnx.Module, reviews: CakeData, *, replay: CakeData | None = 
              on_epoch: Callable[[int, dict], None] | None = None) -> tuple[nnx.Module, NightShift]:
     """One night: a fine-tuned copy of ``model`` (seed, replay and freeze from ``config``)."""
     shift = night_shift(model, reviews, replay=replay, config=config, checks=checks,
-                        seeds=(config.seed,),
-                        replay_on=(1.0 if config.replay_batch > 0 and replay is not None
-                                   else 0.0,),
-                        freeze=(config.freeze,), on_epoch=on_epoch)
+                        seeds=(config.seed,), freeze=(config.freeze,), on_epoch=on_epoch)
     return shift.model(0), shift
 
 
@@ -387,11 +388,11 @@ def decide(parent: dict[str, float], child: dict[str, float], *,
     better = [n for n in parent if child[n] > parent[n]]
     if worse:
         n = max(worse, key=worse.get)
-        return Decision(False, f"worse on {n}: {child[n]:.3f} vs the parent's {parent[n]:.3f} "
+        return Decision(False, f"worse on {n}: {child[n]:.2f} vs the parent's {parent[n]:.2f} "
                                f"(more than {tolerance:.2f} below)", dict(parent), dict(child))
     if not better:
         return Decision(False, "no better than the parent on any check", dict(parent),
                         dict(child))
-    gains = ", ".join(f"{n} {parent[n]:.3f} -> {child[n]:.3f}" for n in parent)
+    gains = ", ".join(f"{n} {parent[n]:.2f} -> {child[n]:.2f}" for n in parent)
     return Decision(True, f"no check worse by more than {tolerance:.2f}; {gains}",
                     dict(parent), dict(child))

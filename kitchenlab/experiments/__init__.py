@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-_TOPICS = ("apprenticeship", "tasters", "rules")
+_TOPICS = ("apprenticeship", "tasters", "rules", "complaints")
 
 
 def __getattr__(name):

@@ -26,7 +26,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-_TOPICS = ("apprenticeship", "tasters", "rules", "service")
+_TOPICS = ("apprenticeship", "tasters", "rules", "service", "complaints")
 
 
 def __getattr__(name):
