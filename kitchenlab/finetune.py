@@ -170,8 +170,6 @@ def _night_shift(graphdef, config: FinetuneConfig, params, x, y, x_old, y_old, c
     def sous_chef(lr):  # Adam, as in the apprenticeship, at this run's learning rate
         return make_optimizer("adam", hp._replace(learning_rate=lr))
 
-    index = layer_index(params)
-
     def step(carry, batch):
         params, opt_state, lr, w, mask = carry
         tx = sous_chef(lr)
@@ -188,7 +186,7 @@ def _night_shift(graphdef, config: FinetuneConfig, params, x, y, x_old, y_old, c
         idx = idx.reshape(n_batches, config.batch_size)
         old_idx = (jax.random.randint(k_old, (n_batches, config.replay_batch), 0,
                                       x_old.shape[0]) if has_old else jnp.zeros((n_batches,)))
-        mask = jax.tree.map(lambda i: (i >= n_frozen).astype(jnp.float32), index)
+        mask = freeze_mask(params, n_frozen)
         (params, opt_state, *_), losses = jax.lax.scan(
             step, (params, opt_state, lr, w, mask), (idx, old_idx))
         scores = jnp.stack([_accuracy(graphdef, params, cx, cy) for cx, cy in checks]) \
