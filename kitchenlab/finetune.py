@@ -160,6 +160,10 @@ def _night_shift(graphdef, config: FinetuneConfig, params, x, y, x_old, y_old, c
                  learning_rate, replay, freeze, *, names, progress=None):
     """K fine-tuning runs from ``params`` in one call: scan over epochs { vmap over runs }.
 
+    Each run is exactly the plain loop (tests/test_finetune.py writes it out with optax):
+    per epoch a fresh shuffle of the reviews, per knob turn B reviews and B_old old cakes
+    drawn at random, Adam on ``replay_loss``, the update masked in frozen stations.
+
     keys (K,), learning_rate (K,), replay (K,) float, freeze (K,) int (all traced: changing
     them compiles nothing); checks: tuple of (x, y) tables.
     """
@@ -183,9 +187,10 @@ def _night_shift(graphdef, config: FinetuneConfig, params, x, y, x_old, y_old, c
     def one_epoch(params, opt_state, key, lr, w, n_frozen, epoch):
         k_perm, k_old = jax.random.split(jax.random.fold_in(key, epoch))
         idx = jax.random.permutation(k_perm, x.shape[0])[: n_batches * config.batch_size]
-        idx = idx.reshape(n_batches, config.batch_size)
+        idx = idx.reshape(n_batches, config.batch_size)  # (n_batches, B) reviews per turn
         old_idx = (jax.random.randint(k_old, (n_batches, config.replay_batch), 0,
-                                      x_old.shape[0]) if has_old else jnp.zeros((n_batches,)))
+                                      x_old.shape[0])  # (n_batches, B_old) replayed cakes
+                   if has_old else jnp.zeros((n_batches,)))
         mask = freeze_mask(params, n_frozen)
         (params, opt_state, *_), losses = jax.lax.scan(
             step, (params, opt_state, lr, w, mask), (idx, old_idx))

@@ -87,16 +87,18 @@ class Monitor:
         if tickets.ndim != 1 or tickets.dtype.kind not in "iu":
             raise ValueError(f"tickets must be a 1-D int array, got dtype {tickets.dtype}, "
                              f"shape {tickets.shape}")
-        labels = [self.service.labels.index(l) if isinstance(l, str) and l in self.service.labels
-                  else l for l in (labels.tolist() if isinstance(labels, np.ndarray) else labels)]
+        names = self.service.labels
+        labels = [names.index(v) if isinstance(v, str) and v in names else v
+                  for v in (labels.tolist() if isinstance(labels, np.ndarray) else labels)]
         if len(labels) != len(tickets):
             raise ValueError(f"labels must give one verdict per ticket: {len(tickets)} tickets, "
                              f"{len(labels)} labels")
         n_classes = len(self.service.labels)
-        for l in labels:
-            if isinstance(l, bool) or not isinstance(l, (int, np.integer)) or not 0 <= l < n_classes:
+        for v in labels:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) \
+                    or not 0 <= v < n_classes:
                 raise ValueError(f"labels must be ids in [0, {n_classes}) or names "
-                                 f"{list(self.service.labels)}, got {l!r}")
+                                 f"{list(names)}, got {v!r}")
         if tickets.size and (tickets.min() < 0 or tickets.max() >= self.orders):
             raise ValueError(f"tickets must be in [0, {self.orders}) (orders served so far), "
                              f"got [{tickets.min()}, {tickets.max()}]")
