@@ -155,66 +155,75 @@ class _Progress:
         return isinstance(other, _Progress)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "config", "names", "progress"))
-def _night_shift(graphdef, config: FinetuneConfig, params, x, y, x_old, y_old, checks, keys,
-                 learning_rate, replay, freeze, *, names, progress=None):
+def draws(seed: int, n_reviews: int, n_old: int, config: FinetuneConfig):
+    """Which cakes each knob turn tastes, drawn on the host from ``seed``: a fresh shuffle
+    of the reviews every epoch, (E, n_batches, B), and old cakes at random for replay,
+    (E, n_batches, B_old). Drawn outside the compiled program, which then holds no random
+    number generator (a smaller program: it compiles faster)."""
+    rng = np.random.default_rng(seed)
+    n_batches = n_reviews // config.batch_size
+    order = np.stack([rng.permutation(n_reviews)[: n_batches * config.batch_size]
+                      for _ in range(config.epochs)])
+    old = rng.integers(0, max(n_old, 1), size=(config.epochs, n_batches, config.replay_batch))
+    return (order.reshape(config.epochs, n_batches, config.batch_size).astype(np.int32),
+            old.astype(np.int32))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "sizes", "names", "progress"))
+def _night_shift(graphdef, params, x, y, x_old, y_old, check_x, check_y, order, old_order,
+                 learning_rate, replay, freeze, *, sizes, names, progress=None):
     """K fine-tuning runs from ``params`` in one call: scan over epochs { vmap over runs }.
 
     Each run is exactly the plain loop (tests/test_finetune.py writes it out with optax):
-    per epoch a fresh shuffle of the reviews, per knob turn B reviews and B_old old cakes
-    drawn at random, Adam on ``replay_loss``, the update masked in frozen stations.
-
-    keys (K,), learning_rate (K,), replay (K,) float, freeze (K,) int (all traced: changing
-    them compiles nothing); checks: tuple of (x, y) tables.
+    per epoch the reviews in the order ``order`` gives, B of them per knob turn with the
+    B_old old cakes ``old_order`` picks, Adam on ``replay_loss``, the update masked in
+    frozen stations. order (E, K, n_batches, B), old_order (E, K, n_batches, B_old);
+    learning_rate, replay (K,) float and freeze (K,) int are traced: changing them compiles
+    nothing. The check tables are concatenated, (sum(sizes), F), and tasted in one pass.
     """
-    n_batches = x.shape[0] // config.batch_size
     has_old = x_old is not None
     hp = hyper(TrainConfig(optimizer="adam"))
+    bounds = np.cumsum((0,) + sizes)
 
     def sous_chef(lr):  # Adam, as in the apprenticeship, at this run's learning rate
         return make_optimizer("adam", hp._replace(learning_rate=lr))
 
+    def taste(params):  # (C,) accuracy on each check table
+        right = jnp.argmax(nnx.merge(graphdef, params)(check_x), axis=-1) == check_y
+        return jnp.stack([right[a:b].mean() for a, b in zip(bounds[:-1], bounds[1:])])
+
     def step(carry, batch):
         params, opt_state, lr, w, mask = carry
-        tx = sous_chef(lr)
-        idx, old_idx = batch
+        idx, old_idx = batch  # (B,), (B_old,)
         xo, yo = (x_old[old_idx], y_old[old_idx]) if has_old else (None, None)
         loss, grads = jax.value_and_grad(replay_loss)(params, graphdef, x[idx], y[idx], xo, yo, w)
-        updates, opt_state = tx.update(grads, opt_state, params)
+        updates, opt_state = sous_chef(lr).update(grads, opt_state, params)
         updates = jax.tree.map(lambda u, m: u * m, updates, mask)  # frozen stations stay
         return (optax.apply_updates(params, updates), opt_state, lr, w, mask), loss
 
-    def one_epoch(params, opt_state, key, lr, w, n_frozen, epoch):
-        k_perm, k_old = jax.random.split(jax.random.fold_in(key, epoch))
-        idx = jax.random.permutation(k_perm, x.shape[0])[: n_batches * config.batch_size]
-        idx = idx.reshape(n_batches, config.batch_size)  # (n_batches, B) reviews per turn
-        old_idx = (jax.random.randint(k_old, (n_batches, config.replay_batch), 0,
-                                      x_old.shape[0])  # (n_batches, B_old) replayed cakes
-                   if has_old else jnp.zeros((n_batches,)))
-        mask = freeze_mask(params, n_frozen)
-        (params, opt_state, *_), losses = jax.lax.scan(
-            step, (params, opt_state, lr, w, mask), (idx, old_idx))
-        scores = jnp.stack([_accuracy(graphdef, params, cx, cy) for cx, cy in checks]) \
-            if checks else jnp.zeros((0,))
+    def one_epoch(params, opt_state, idx, old_idx, lr, w, n_frozen):
+        carry = (params, opt_state, lr, w, freeze_mask(params, n_frozen))
+        (params, opt_state, *_), losses = jax.lax.scan(step, carry, (idx, old_idx))
+        scores = taste(params) if names else jnp.zeros((0,))
         return params, opt_state, losses.mean(), scores
 
-    def epoch_body(carry, epoch):
+    def epoch_body(carry, batches):
         params, opt_state = carry
-        params, opt_state, loss, scores = jax.vmap(
-            one_epoch, in_axes=(0, 0, 0, 0, 0, 0, None))(
-            params, opt_state, keys, learning_rate, replay, freeze, epoch)
+        epoch, idx, old_idx = batches
+        params, opt_state, loss, scores = jax.vmap(one_epoch)(
+            params, opt_state, idx, old_idx, learning_rate, replay, freeze)
         metrics = {"loss": loss} | {n: scores[:, i] for i, n in enumerate(names)}
         if progress is not None:
             jax.debug.callback(progress, epoch, metrics, ordered=True)
         return (params, opt_state), metrics
 
-    before = jnp.stack([_accuracy(graphdef, params, cx, cy) for cx, cy in checks]) \
-        if checks else jnp.zeros((0,))
-    k = keys.shape[0]
+    before = taste(params) if names else jnp.zeros((0,))
+    k = learning_rate.shape[0]
     stacked = jax.tree.map(lambda p: jnp.broadcast_to(p, (k,) + p.shape), params)
     opt_state = jax.vmap(sous_chef(1.0).init)(stacked)
+    epochs = jnp.arange(order.shape[0])
     (params, _), history = jax.lax.scan(epoch_body, (stacked, opt_state),
-                                        jnp.arange(config.epochs))
+                                        (epochs, order, old_order))
     return params, history, before
 
 
@@ -323,20 +332,25 @@ def night_shift(model: nnx.Module, reviews: CakeData, *, replay: CakeData | None
     if not runs:
         raise ValueError("seeds, replay_on and freeze must each list at least one value")
     graphdef, params = nnx.split(model)
-    keys = jax.vmap(jax.random.key)(jnp.array([r["seed"] for r in runs], jnp.uint32))
+    n_old = len(replay) if use_replay else 0
+    plan = config.replace(replay_batch=config.replay_batch if use_replay else 1)
+    picks = [draws(r["seed"], len(reviews), n_old, plan) for r in runs]
+    order = np.stack([p[0] for p in picks], axis=1)  # (E, K, n_batches, B)
+    old_order = np.stack([p[1] for p in picks], axis=1)  # (E, K, n_batches, B_old)
     x_old, y_old = (replay.x, replay.y) if use_replay else (None, None)
-    static = config.replace(seed=0, freeze=0, learning_rate=1.0,
-                            replay_batch=config.replay_batch if use_replay else 0)
     names = tuple(checks)
+    tables = list(checks.values()) or [reviews.take(slice(0, 1))]
     _Progress.current = on_epoch
     try:
         out, history, before = _night_shift(
-            graphdef, static, params, reviews.x, reviews.y, x_old, y_old,
-            tuple((t.x, t.y) for t in checks.values()), keys,
+            graphdef, params, reviews.x, reviews.y, x_old, y_old,
+            np.concatenate([t.x for t in tables]), np.concatenate([t.y for t in tables]),
+            order, old_order,
             jnp.full((len(runs),), config.learning_rate, jnp.float32),
             jnp.array([r["replay"] for r in runs], jnp.float32),
             jnp.array([r["freeze"] for r in runs], jnp.int32),
-            names=names, progress=None if on_epoch is None else _Progress())
+            sizes=tuple(len(t) for t in tables), names=names,
+            progress=None if on_epoch is None else _Progress())
         jax.block_until_ready(out)
         if on_epoch is not None:
             jax.effects_barrier()

@@ -67,17 +67,22 @@ def _reference(model, reviews, old, config, *, seed, replay, freeze):
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    key = jax.random.key(seed)
-    nb = len(reviews) // config.batch_size
+    order, old_order = ft.draws(seed, len(reviews), len(old), config)  # the same cakes
     for epoch in range(config.epochs):
-        k_perm, k_old = jax.random.split(jax.random.fold_in(key, epoch))
-        idx = jax.random.permutation(k_perm, len(reviews))[: nb * config.batch_size]
-        idx = np.asarray(idx).reshape(nb, config.batch_size)
-        old_idx = np.asarray(jax.random.randint(k_old, (nb, config.replay_batch), 0, len(old)))
-        for b in range(nb):
-            params, opt_state = step(params, opt_state, reviews.x[idx[b]], reviews.y[idx[b]],
-                                     old.x[old_idx[b]], old.y[old_idx[b]])
+        for idx, old_idx in zip(order[epoch], old_order[epoch]):
+            params, opt_state = step(params, opt_state, reviews.x[idx], reviews.y[idx],
+                                     old.x[old_idx], old.y[old_idx])
     return params
+
+
+def test_draws_shuffle_every_epoch_and_pick_old_cakes_in_range():
+    order, old = ft.draws(4, 100, 37, CONFIG)
+    assert order.shape == (CONFIG.epochs, 100 // 16, 16) and old.shape == (CONFIG.epochs, 6, 8)
+    for epoch in order:
+        assert len(np.unique(epoch)) == epoch.size  # each review at most once per epoch
+    assert not np.array_equal(order[0], order[1])
+    assert old.min() >= 0 and old.max() < 37
+    np.testing.assert_array_equal(order, ft.draws(4, 100, 37, CONFIG)[0])
 
 
 def _leaves(tree):
