@@ -165,6 +165,65 @@ def make_cakes(n: int, *, seed: int = 0, noise: float = 0.05, drift: float = 0.0
     return CakeData(x, y)
 
 
+# ---------------------------------------------------------------- the world changes
+# Named drifts: what changed in the restaurant's world, and how it moves the cakes. Each takes
+# a severity in [0, 1]; 0 is the kitchen the chef was trained in.
+DRIFTS: dict[str, str] = {
+    "fan_oven": "a new fan oven: the kitchen bakes hotter (up to +80 °C) and shorter (down to "
+                "40 % of the time); orders move into territory the chef never saw",
+    "hot_oven": "the oven runs hot: the dial reads as before, the cake gets up to 30 °C more; "
+                "the same orders, new outcomes",
+    "less_sugar": "guests who now prefer less sugar (down to 30 % of it); orders move, but "
+                  "inside territory the chef knows",
+    "new_flour": "a new, stronger flour: recipes use less of it (down to 40 %)",
+}
+HOT_OVEN_MAX_C = 30.0  # how much hotter than its dial the oven runs at severity 1
+FAN_OVEN_HOTTER_C = 80.0  # fan oven at severity 1: the dial set this much higher ...
+FAN_OVEN_SHORTER = 0.6  # ... and the bake this much shorter (a fraction of the time)
+
+
+def drifted_cakes(n: int, kind: str, severity: float, *, seed: int = 0,
+                  noise: float = 0.05) -> CakeData:
+    """``n`` labelled cakes from a world changed by drift ``kind`` (see ``DRIFTS``).
+
+    These are the guests of the changed world; the ones whose verdict comes back later are
+    the "reviews" a chef is fine-tuned on. The guests are ``make_cakes(n, seed=seed,
+    noise=noise)``, moved by the drift, with the same judge's bad days (the same labels are
+    flipped), so severity 0 gives exactly ``make_cakes``'s cakes and a larger severity
+    changes nothing else. Labels always come from the kitchen's physics
+    (``hidden_rule``); for "hot_oven" the physics sees the oven's real temperature.
+    """
+    if not isinstance(kind, str) or kind not in DRIFTS:
+        raise ValueError(f"kind must be one of {sorted(DRIFTS)} (a named drift), got {kind!r}")
+    if isinstance(severity, bool) or not isinstance(severity, (int, float, np.floating)) \
+            or not 0.0 <= float(severity) <= 1.0:
+        raise ValueError(f"severity must be a number in [0, 1] (0: no drift), got {severity!r}")
+    s = float(severity)
+    base = make_cakes(n, seed=seed, noise=noise)
+    flipped = base.y != hidden_rule(base.x)  # the judge's bad days stay the same guests'
+    x = base.x.astype(np.float64)
+    real = x  # what the physics sees (differs from the order only for a lying oven dial)
+    col = FEATURE_NAMES.index
+    if kind == "fan_oven":
+        x = x.copy()
+        x[:, col("oven_temp")] += FAN_OVEN_HOTTER_C * s
+        x[:, col("bake_time")] *= 1.0 - FAN_OVEN_SHORTER * s
+        real = x
+    elif kind == "hot_oven":
+        real = x.copy()
+        real[:, col("oven_temp")] += HOT_OVEN_MAX_C * s
+    elif kind == "less_sugar":
+        x = x.copy()
+        x[:, col("sugar")] *= 1.0 - 0.7 * s
+        real = x
+    else:  # "new_flour"
+        x = x.copy()
+        x[:, col("flour")] *= 1.0 - 0.6 * s
+        real = x
+    y = np.where(flipped, 1 - hidden_rule(real), hidden_rule(real))
+    return CakeData(x.astype(np.float32), y)
+
+
 class Splits(NamedTuple):
     """The kitchen's three tables: practice (train), guest tasters (val), final judges (test)."""
 

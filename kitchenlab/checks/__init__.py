@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("tour", "recipe", "apprenticeship", "tasters", "rules", "service", "spice", "chain")
+_MODULES = ("tour", "recipe", "apprenticeship", "tasters", "rules", "service", "spice",
+            "complaints", "chain")
 
 
 class Feedback:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-_TOPICS = ("apprenticeship", "clipping", "tasters", "rules")
+_TOPICS = ("apprenticeship", "clipping", "tasters", "rules", "complaints")
 
 
 def __getattr__(name):

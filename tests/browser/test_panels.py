@@ -81,6 +81,17 @@ NOTEBOOK_CASES = [
                Move(("End",), r"\b8 bits per weight\b", "most")),
         rapid=Rapid("ArrowRight", 10, r"\b8 bits per weight\b", start=("Home",)),
     ),
+    # drift severity 0 ... 1 in steps of 0.05 (starts at 0.5; the drift dropdown stays on
+    # fan_oven): the input alarm is silent at 0 and fires from 0.25 on.
+    SliderCase(
+        id="09_complaints",
+        notebook="09_*.ipynb",
+        slider="drift severity",
+        moves=(Move(("Home",), r"severity 0\.00\b.*no alarm", "small"),
+               Move(("PageUp",), r"severity 0\.25\b.*ALARM", "middle"),
+               Move(("End",), r"severity 1\.00\b.*ALARM", "largest")),
+        rapid=Rapid("ArrowRight", 10, r"severity 0\.50\b", start=("Home",)),
+    ),
 ]
 
 
