@@ -35,7 +35,7 @@ from flax import nnx
 from kitchenlab.config import TrainConfig, _check_finite, _check_positive_int
 from kitchenlab.data import CakeData, Normalizer, check_features
 from kitchenlab.optim import hyper, make_optimizer
-from kitchenlab.train import cross_entropy
+from kitchenlab.train import ProgressSlot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,23 +136,6 @@ def replay_loss(params, graphdef, x, y, x_old, y_old, replay):
 
 def _accuracy(graphdef, params, x, y):
     return (jnp.argmax(nnx.merge(graphdef, params)(x), axis=-1) == y).mean()
-
-
-class _Progress:
-    """Hashable handle on the progress callback (all handles equal: one compiled program);
-    the callback itself is installed for the duration of one call."""
-
-    current: Callable | None = None
-
-    def __call__(self, epoch, metrics):
-        if _Progress.current is not None:
-            _Progress.current(int(epoch), {k: np.asarray(v) for k, v in metrics.items()})
-
-    def __hash__(self):
-        return hash(_Progress)
-
-    def __eq__(self, other):
-        return isinstance(other, _Progress)
 
 
 def draws(seed: int, n_reviews: int, n_old: int, config: FinetuneConfig):
@@ -340,8 +323,10 @@ def night_shift(model: nnx.Module, reviews: CakeData, *, replay: CakeData | None
     x_old, y_old = (replay.x, replay.y) if use_replay else (None, None)
     names = tuple(checks)
     tables = list(checks.values()) or [reviews.take(slice(0, 1))]
-    _Progress.current = on_epoch
-    try:
+    report = None if on_epoch is None else (  # host side: plain numbers for a display
+        lambda epoch, metrics: on_epoch(int(epoch), {k: np.asarray(v)
+                                                     for k, v in metrics.items()}))
+    with ProgressSlot.installed(report) as slot:
         out, history, before = _night_shift(
             graphdef, params, reviews.x, reviews.y, x_old, y_old,
             np.concatenate([t.x for t in tables]), np.concatenate([t.y for t in tables]),
@@ -350,12 +335,8 @@ def night_shift(model: nnx.Module, reviews: CakeData, *, replay: CakeData | None
             jnp.array([r["replay"] for r in runs], jnp.float32),
             jnp.array([r["freeze"] for r in runs], jnp.int32),
             sizes=tuple(len(t) for t in tables), names=names,
-            progress=None if on_epoch is None else _Progress())
+            progress=slot)
         jax.block_until_ready(out)
-        if on_epoch is not None:
-            jax.effects_barrier()
-    finally:
-        _Progress.current = None
     history = jax.device_get(history)
     return NightShift(graphdef=graphdef, params=out, runs=runs,
                       loss=np.asarray(history["loss"]).T,

@@ -20,6 +20,7 @@ the whole epoch it happened in is rolled back, and ``History.message`` says wher
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -288,7 +289,7 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
         if on_epoch is not None:
             # Ordered callbacks need a single device; on a mesh the (unordered) callback
             # still comes once per epoch, in order, because the epochs run one by one.
-            jax.debug.callback(functools.partial(_report_epoch, on_epoch.fn), epoch, record,
+            jax.debug.callback(functools.partial(_report_epoch, on_epoch), epoch, record,
                                ordered=layout is None or layout.size == 1)
         return (params, opt_state, bad_step, step, best, since_best, now_stopped), record
 
@@ -305,25 +306,38 @@ def _fused_run(graphdef, config: TrainConfig, params, hp: Hyper, x, y, xv, yv, k
     return params, best_params, best_epoch, bad_step, records
 
 
-class _Progress:
-    """A hashable handle on a progress callback for ``_fused_run``'s static argument.
+class ProgressSlot:
+    """A host callback for compiled runs that report progress (``fit``, ``kl.finetune``).
 
-    All handles compare equal, so every ``on_epoch`` shares one compiled program; the
-    callback the program calls is looked up through the handle given at trace time, so the
-    handle forwards to whichever callback the current ``fit`` call installed.
+    A compiled program's callback is fixed when it is traced, and a new Python function per
+    call would mean a new program per call. So the program calls a ``ProgressSlot``: every
+    slot compares equal (one compiled program for every callback), and calling it forwards
+    to the callback installed for the current run (``with ProgressSlot.installed(fn):``).
     """
 
-    current: Callable | None = None  # set by fit for the duration of one run
+    current: Callable | None = None  # the callback of the run in progress
 
-    def fn(self, epoch, metrics):
-        if _Progress.current is not None:
-            _Progress.current(epoch, metrics)
+    def __call__(self, *args):
+        if ProgressSlot.current is not None:
+            ProgressSlot.current(*args)
 
     def __hash__(self):
-        return hash(_Progress)
+        return hash(ProgressSlot)
 
     def __eq__(self, other):
-        return isinstance(other, _Progress)
+        return isinstance(other, ProgressSlot)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def installed(callback: Callable | None):
+        """Route the slot to ``callback`` while the block runs; wait for every report."""
+        ProgressSlot.current = callback
+        try:
+            yield None if callback is None else ProgressSlot()
+            if callback is not None:
+                jax.effects_barrier()  # every report has reached the host
+        finally:
+            ProgressSlot.current = None
 
 
 # ---------------------------------------------------------------- results
@@ -463,17 +477,11 @@ def fit(model: nnx.Module, train: CakeData, val: CakeData | None, config: TrainC
         params = layout.put_params(params)
         hp, key, xv, yv = layout.replicate((hp, key, xv, yv))
     if fused:
-        _Progress.current = on_epoch
-        try:
+        with ProgressSlot.installed(on_epoch) as slot:
             params, best_params, best_epoch, bad_step, records = _fused_run(
                 graphdef, static_part(config), params, hp, x, y, xv, yv, key,
-                batch_size=config.batch_size, has_val=has_val,
-                on_epoch=None if on_epoch is None else _Progress(), layout=layout)
+                batch_size=config.batch_size, has_val=has_val, on_epoch=slot, layout=layout)
             jax.block_until_ready(params)
-            if on_epoch is not None:
-                jax.effects_barrier()  # every epoch's report has reached the host
-        finally:
-            _Progress.current = None
     else:
         params, best_params, best_epoch, bad_step, records = _loop_run(
             graphdef, config, params, hp, train, (xv, yv), key, has_val, on_epoch, layout)

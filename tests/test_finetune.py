@@ -7,7 +7,6 @@ import hashlib
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest

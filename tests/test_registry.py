@@ -3,7 +3,6 @@ publish killed between its steps; bad input refused with nothing lost."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
