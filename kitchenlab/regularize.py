@@ -351,17 +351,24 @@ def _runs(vals, config, params, rms, rec) -> Runs:
                 val_loss=rec[..., 2], val_accuracy=rec[..., 3], params=params, grad_rms=rms)
 
 
-def run_many(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, **settings) -> Runs:
+def run_many(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None,
+             pad_to: int | None = None, **settings) -> Runs:
     """K runs in ONE vmapped call. Settings from ``AXES``, each a value or K values.
 
     Example: ``run_many(p, width=[4, 64], n_train=[50, 50])``; five seeds of each:
     ``run_many(p, **grid(width=[4, 64], seed=range(5)))``. One compile serves every call
-    with the same K and table shapes.
+    with the same K and table shapes; ``pad_to`` (>= K) runs copies of the last run up to
+    that many (results dropped), so experiments of different sizes share one compile.
     """
     r = _prepare(pantry_, config, labels, settings)
     k = r.width.shape[0]
     batched = (r.params, r.width, r.weights, r.labels, r.hp, r.seed)
-    batched, _ = shard_runs(batched, k)  # runs spread over the cores
+    if pad_to is not None:
+        if isinstance(pad_to, bool) or not isinstance(pad_to, (int, np.integer)) or pad_to < k:
+            raise ValueError(f"pad_to must be an int >= the number of runs ({k}), got {pad_to!r}")
+        batched = jax.tree.map(lambda a: jnp.concatenate(
+            [a, jnp.repeat(a[-1:], pad_to - k, axis=0)]), batched)
+    batched, _ = shard_runs(batched, int(batched[1].shape[0]))  # runs spread over the cores
     final, rms, rec = _run_many(r.graphdef, config, *batched, *r.tables)
     final, rms, rec = jax.tree.map(lambda a: a[:k], (final, rms, rec))
     return _runs(r.vals, config, final, rms, rec)
@@ -380,6 +387,16 @@ def run_one(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, **
     final, rms, rec = _run_one(r.graphdef, config, *one, *r.tables)
     final, rms = jax.tree.map(lambda a: a[None], (final, rms))
     return _runs(r.vals, config, final, rms, np.asarray(rec)[None])
+
+
+def mean_se(values, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over seeds and its standard error (sample std with ddof=1, / sqrt(seeds))."""
+    values = np.asarray(values, np.float64)
+    n = values.shape[axis]
+    if n < 2:
+        raise ValueError(f"values need at least 2 seeds along axis {axis} for a standard "
+                         f"error, got shape {values.shape}")
+    return values.mean(axis), values.std(axis, ddof=1) / np.sqrt(n)
 
 
 def grid(**axes) -> dict[str, np.ndarray]:

@@ -142,6 +142,22 @@ def test_grad_rms_is_adams_bias_corrected_second_moment(pantry):
         r.kernels(0, of="momentum")
 
 
+def test_pad_to_runs_copies_and_drops_them(pantry):
+    plain = rg.run_many(pantry, CFG, dropout=[0.0, 0.3])
+    padded = rg.run_many(pantry, CFG, dropout=[0.0, 0.3], pad_to=5)
+    assert len(padded) == 2
+    _same_curves(plain, padded)
+    with pytest.raises(ValueError, match="pad_to must be an int >= the number of runs"):
+        rg.run_many(pantry, CFG, dropout=[0.0, 0.3], pad_to=1)
+
+
+def test_mean_se():
+    m, se = rg.mean_se(np.array([[1.0, 2.0, 3.0]]))
+    assert m.tolist() == [2.0] and se[0] == pytest.approx(1 / np.sqrt(3))
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        rg.mean_se(np.array([1.0]))
+
+
 @pytest.mark.parametrize("settings,match", [
     ({"dropout": 1.0}, "dropout values must be in \\[0, 1\\)"),
     ({"dropout": -0.1}, "dropout"),

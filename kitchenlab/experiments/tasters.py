@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from kitchenlab.data import Pantry, flip_labels, pantry
-from kitchenlab.regularize import RunConfig, Runs, grid, run_many
+from kitchenlab.regularize import RunConfig, Runs, grid, mean_se, run_many
 
 WIDTHS = (1, 2, 4, 8, 16, 32)  # knobs per station (hidden units per layer), depth 2
 SIZES = (25, 50, 100, 200, 400)  # practice cakes
@@ -62,13 +62,6 @@ def per_seed(runs: Runs, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarr
     values = np.asarray(values)
     n_seeds = len(np.unique(runs.values["seed"]))
     return values.reshape(*shape, n_seeds, *values.shape[1:])
-
-
-def mean_se(values: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over seeds and its standard error (sample std / sqrt(seeds))."""
-    values = np.asarray(values, np.float64)
-    n = values.shape[axis]
-    return values.mean(axis), values.std(axis, ddof=1) / np.sqrt(n)
 
 
 def gap_table(runs: Runs) -> np.ndarray:

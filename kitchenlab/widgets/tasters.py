@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from kitchenlab.experiments.tasters import SIZES, WIDTHS, gap_stats, mean_se
+from kitchenlab.experiments.tasters import SIZES, WIDTHS, mean_se, per_seed
 from kitchenlab.plots import PALETTE
 from kitchenlab.regularize import Runs
 from kitchenlab.widgets import Panel
@@ -58,7 +58,7 @@ def compute(runs: Runs, width: int, n_train: int) -> TasterView:
     """Pick the grid cell nearest to the slider values (never raises for a reachable value)."""
     width, n_train = _nearest(WIDTHS, width), _nearest(SIZES, n_train)
     hit = (runs.values["width"] == width) & (runs.values["n_train"] == n_train)
-    gaps, ses = gap_stats(runs)
+    gaps, ses = _stats(per_seed(runs, runs.gap, (len(WIDTHS), len(SIZES))))
     i, j = WIDTHS.index(width), SIZES.index(n_train)
     val_loss = runs.val_loss[hit]
     return TasterView(width=width, n_train=n_train, n_params=n_params(width),
@@ -66,6 +66,13 @@ def compute(runs: Runs, width: int, n_train: int) -> TasterView:
                       val_accuracy=runs.val_accuracy[hit], val_loss=val_loss,
                       best_epoch=int(runs.epochs[np.argmin(val_loss.mean(0))]),
                       gap=float(gaps[i, j]), gap_se=float(ses[i, j]), gaps=gaps)
+
+
+def _stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over the last axis; an error of 0 for a single seed."""
+    if values.shape[-1] < 2:
+        return values.mean(-1), np.zeros(values.shape[:-1])
+    return mean_se(values)
 
 
 def draw_heatmap(gaps: np.ndarray, ax, *, mark: tuple[int, int] | None = None,
@@ -132,7 +139,7 @@ def draw(view: TasterView, fig) -> None:
 
 def readout(view: TasterView) -> str:
     train = float(view.train_accuracy[:, -1].mean())
-    val, val_se = mean_se(view.val_accuracy[:, -1])
+    val, val_se = _stats(view.val_accuracy[:, -1])
     verdict = ("too few knobs: cannot even learn the practice cakes" if train < 0.75 else
                "memorising the practice cakes" if view.gap > 0.12 else
                "some memorising" if view.gap > 0.05 else "generalises")
