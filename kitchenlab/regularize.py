@@ -279,16 +279,17 @@ class _Prepared(NamedTuple):
 
     vals: dict  # every axis of AXES as (K,) numpy values
     graphdef: object  # the shared max-width MLP's structure
-    params: object  # starting knobs, each leaf (K, ...): one set per run's seed
-    width: jax.Array  # (K,)
-    weights: jax.Array  # (K, N) 1 for the practice cakes a run uses
-    labels: jax.Array  # (K, N)
+    params: object  # starting knobs, each leaf (K, ...) (one set per seed); unbatched if single
+    width: np.ndarray  # (K,)
+    weights: np.ndarray  # (K, N) 1 for the practice cakes a run uses
+    labels: np.ndarray  # (K, N)
     hp: Hyper  # every field (K,)
-    seed: jax.Array  # (K,) int32: the dropout key's seed
+    seed: np.ndarray  # (K,) int32: the dropout key's seed
     tables: tuple  # (x, xv, yv) shared by all runs
 
 
-def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict) -> _Prepared:
+def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict, *,
+             single: bool = False) -> _Prepared:
     if not isinstance(pantry_, Pantry):
         raise TypeError(f"pantry must be a Pantry (kl.data.pantry()), got {type(pantry_).__name__}")
     if not isinstance(config, RunConfig):
@@ -313,22 +314,31 @@ def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict) -> _Pre
         raise ValueError(f"labels must be 0/1 with shape ({n_max},) or ({k}, {n_max}), "
                          f"got shape {y.shape}")
     # Every Hyper field as a (K,) float array: the swept ones from `vals`, the others
-    # (momentum, clip norm, ...) at kl.optim.hyper's defaults for this optimizer.
-    defaults_hp = hyper(TrainConfig(optimizer=config.optimizer))
-    hp = Hyper(**{f: jnp.asarray(vals[f], jnp.float32) if f in vals else
-                  jnp.full((k,), jnp.asarray(getattr(defaults_hp, f), jnp.float32))
+    # (momentum, clip norm, ...) at kl.optim.hyper's defaults for this optimizer. Host
+    # (numpy) arrays until the compiled call: a slider's single run pays no device ops.
+    fixed = _hyper_defaults(config.optimizer)
+    hp = Hyper(**{f: vals[f].astype(np.float32) if f in vals else np.full(k, fixed[f], np.float32)
                   for f in Hyper._fields})
     # Which practice cakes count: rank < n within the run's data seed.          (K, N)
     orders = {s: data_order(s, n_max) for s in np.unique(vals["data_seed"]).astype(int)}
     weights = np.stack([orders[int(s)] < n for s, n in zip(vals["data_seed"], vals["n_train"])])
-    # Starting knobs per run, made once per distinct seed and stacked.          (K, ...)
+    # Starting knobs per run, made once per distinct seed (stacked for K runs). (K, ...)
     seeds = vals["seed"].astype(int)
-    starts = {s: _initial(config, s)[1] for s in np.unique(seeds)}
-    params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[starts[s] for s in seeds])
+    if single:
+        params = _initial(config, int(seeds[0]))[1]
+    else:
+        starts = {s: _initial(config, s)[1] for s in np.unique(seeds)}
+        params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[starts[s] for s in seeds])
     return _Prepared(vals, _initial(config, int(seeds[0]))[0], params,
-                     jnp.asarray(vals["width"], jnp.float32), jnp.asarray(weights, jnp.float32),
-                     jnp.asarray(y), hp, jnp.asarray(seeds, jnp.int32),
+                     vals["width"].astype(np.float32), weights.astype(np.float32),
+                     y.astype(np.int32), hp, seeds.astype(np.int32),
                      (pantry_.train.x, pantry_.val.x, pantry_.val.y))
+
+
+@functools.lru_cache(maxsize=8)
+def _hyper_defaults(optimizer: str) -> dict[str, float]:
+    """kl.optim.hyper's value of every Hyper field for ``optimizer`` (as host floats)."""
+    return {f: float(v) for f, v in hyper(TrainConfig(optimizer=optimizer))._asdict().items()}
 
 
 @functools.lru_cache(maxsize=64)
@@ -380,11 +390,12 @@ def run_one(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, **
     Same numbers as the matching row of ``run_many`` (up to float rounding), returned as a
     ``Runs`` with K = 1.
     """
-    r = _prepare(pantry_, config, labels, settings)
+    r = _prepare(pantry_, config, labels, settings, single=True)
     if len(r.vals["width"]) != 1:
         raise ValueError(f"run_one takes single values; use run_many for {len(r.vals['width'])} runs")
-    one = jax.tree.map(lambda a: a[0], (r.params, r.width, r.weights, r.labels, r.hp, r.seed))
-    final, rms, rec = _run_one(r.graphdef, config, *one, *r.tables)
+    hp = Hyper(*(f[0] for f in r.hp))
+    final, rms, rec = _run_one(r.graphdef, config, r.params, r.width[0], r.weights[0],
+                               r.labels[0], hp, r.seed[0], *r.tables)
     final, rms = jax.tree.map(lambda a: a[None], (final, rms))
     return _runs(r.vals, config, final, rms, np.asarray(rec)[None])
 
