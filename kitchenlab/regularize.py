@@ -401,13 +401,19 @@ def run_one(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, **
 
 
 def mean_se(values, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over seeds and its standard error (sample std with ddof=1, / sqrt(seeds))."""
+    """Mean over seeds and its standard error (sample std with ddof=1, / sqrt(seeds)).
+
+    Both are rounded to 6 decimals: a mean of accuracies sits on a grid (k / (seeds * N))
+    and may land exactly on a printing boundary such as 0.175, where float32 noise in the
+    last bits would decide between "0.17" and "0.18" on different CPUs. Rounding first
+    makes the printed digits depend on the cakes, not on the order of float additions.
+    """
     values = np.asarray(values, np.float64)
     n = values.shape[axis]
     if n < 2:
         raise ValueError(f"values need at least 2 seeds along axis {axis} for a standard "
                          f"error, got shape {values.shape}")
-    return values.mean(axis), values.std(axis, ddof=1) / np.sqrt(n)
+    return np.round(values.mean(axis), 6), np.round(values.std(axis, ddof=1) / np.sqrt(n), 6)
 
 
 def grid(**axes) -> dict[str, np.ndarray]:

@@ -12,8 +12,8 @@ CFG = kl.regularize.RunConfig(max_width=32, epochs=10, record_every=5)
 def test_mean_se_is_the_sample_error_over_the_last_axis():
     values = np.array([[0.1, 0.2, 0.3], [1.0, 1.0, 1.0]])
     mean, se = E.mean_se(values)
-    np.testing.assert_allclose(mean, [0.2, 1.0])
-    np.testing.assert_allclose(se, [0.1 / np.sqrt(3), 0.0])
+    np.testing.assert_allclose(mean, [0.2, 1.0], atol=1e-6)
+    np.testing.assert_allclose(se, [0.1 / np.sqrt(3), 0.0], atol=1e-6)
 
 
 @pytest.mark.parametrize("mean,se,direction,holds", [

@@ -68,7 +68,7 @@ def test_rules_grid_near_best_cells_and_drawing(pantry):
     mean, se = E.grid_stats(runs)
     assert mean.shape == se.shape == (len(E.DROPOUTS), len(E.WEIGHT_DECAYS))
     k = (runs.values["dropout"] == E.DROPOUTS[1]) & (runs.values["weight_decay"] == E.WEIGHT_DECAYS[2])
-    assert mean[1, 2] == pytest.approx(runs.val_accuracy[k, -1].mean())
+    assert mean[1, 2] == pytest.approx(runs.val_accuracy[k, -1].mean(), abs=1e-6)
     near = E.near_best(mean, se)
     assert near[np.unravel_index(np.argmax(mean), mean.shape)]
     png = kl.widgets.render_png(R.draw_grid, runs, figsize=(6, 4))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from kitchenlab.data import Pantry, flip_labels, pantry
-from kitchenlab.regularize import RunConfig, Runs, grid, mean_se, run_many, run_one  # noqa: F401
+from kitchenlab.regularize import RunConfig, Runs, grid, mean_se, run_many, run_one
 
 FLIP = 0.2  # extra share of practice labels flipped (the guests' labels stay as baked)
 LEARNING_RATE = 1e-2  # a bold apprentice, so that 100 practice cakes are memorised
@@ -92,9 +92,7 @@ def paired_gain(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Pairing by seed removes what the seeds share (start, flipped labels), so the error
     bars measure the effect of the fine alone. ``table``: (..., lambdas, seeds).
     """
-    diff = table - table[..., :1, :]
-    n = table.shape[-1]
-    return diff.mean(-1), diff.std(-1, ddof=1) / np.sqrt(n)
+    return mean_se(table - table[..., :1, :])
 
 
 def loudness_shrink(runs: Runs, *, seeds=SEEDS, quartiles: int = 4) -> dict[str, np.ndarray]:
@@ -143,8 +141,7 @@ def rules_grid(pantry_: Pantry, config: RunConfig = CONFIG, *, seeds=GRID_SEEDS,
 def grid_stats(runs: Runs) -> tuple[np.ndarray, np.ndarray]:
     """Final guest accuracy per grid cell: (mean, standard error) over seeds, (D, W) each."""
     n_seeds = len(np.unique(runs.values["seed"]))
-    acc = runs.val_accuracy[:, -1].reshape(len(DROPOUTS), len(WEIGHT_DECAYS), n_seeds)
-    return acc.mean(-1), acc.std(-1, ddof=1) / np.sqrt(n_seeds)
+    return mean_se(runs.val_accuracy[:, -1].reshape(len(DROPOUTS), len(WEIGHT_DECAYS), n_seeds))
 
 
 def near_best(mean: np.ndarray, se: np.ndarray) -> np.ndarray:
