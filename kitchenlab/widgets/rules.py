@@ -22,6 +22,7 @@ from kitchenlab.experiments.rules import (CONFIG, DROPOUTS, WEIGHT_DECAYS, grid_
 from kitchenlab.plots import PALETTE
 from kitchenlab.regularize import RunConfig, Runs
 
+
 @dataclasses.dataclass
 class RulesView:
     """One fresh run with the house rules, next to the no-rules baseline."""
