@@ -18,6 +18,12 @@ shape and differ only in traced arrays:
   nested inside the bigger ones). The loss is the weighted mean, so it equals the loss on
   the first ``n`` rows exactly.
 * **Dropout, weight decay, L2, learning rate** travel in ``kl.optim.Hyper`` (traced).
+* **Seeds as an axis.** ``seed`` picks a run's starting knobs and its dropout randomness;
+  ``data_seed`` picks *which* practice cakes a run of ``n`` cakes gets (0: the first ``n``
+  rows; s > 0: the first ``n`` of a shuffle of the table drawn from s, still nested within
+  one data seed). Both are ordinary per-run arrays (starting knobs stacked, a key made from
+  the seed inside the program, a weight row per run), so five seeds of a grid cost one
+  vmapped call, not five compiles: that is how a claim rests on several seeds cheaply.
 
 Each run is full-batch Adam (one knob turn per epoch, on every practice cake): no shuffling
 noise, so curves are smooth and a (width, size) grid is a clean experiment. The honest cost:
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,8 +52,9 @@ from kitchenlab.models import make_mlp
 from kitchenlab.optim import Hyper, hyper, l2_penalty, make_optimizer
 from kitchenlab.sweep import check_sweep_axis, shard_runs
 
-AXES = ("width", "n_train", "dropout", "weight_decay", "l2", "learning_rate")
+AXES = ("width", "n_train", "dropout", "weight_decay", "l2", "learning_rate", "seed", "data_seed")
 LEARNING_RATE = 3e-3  # default peak step size (TrainConfig's default), traced like the rest
+ADAM_B2 = 0.999  # optax.scale_by_adam's default decay of the squared notes (used by make_optimizer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +66,7 @@ class RunConfig:
     epochs: int = 200  # full-batch knob turns (each sees every practice cake once)
     record_every: int = 5  # epochs between two points on the learning curves
     optimizer: str = "adam"  # the sous-chef ("adam" here; weight decay is decoupled, AdamW-style)
-    seed: int = 0  # initial knobs and dropout randomness
+    seed: int = 0  # default starting knobs and dropout randomness (the ``seed`` axis overrides)
 
     def __post_init__(self):
         _check_positive_int("max_width", self.max_width)
@@ -106,6 +114,17 @@ def example_weights(n, n_max: int) -> jax.Array:
     return (jnp.arange(n_max) < n).astype(jnp.float32)
 
 
+def data_order(data_seed: int, n_max: int) -> np.ndarray:
+    """Rank of every practice cake for ``data_seed`` (0: table order; else a seeded shuffle).
+
+    A run on ``n`` cakes uses the cakes ranked below ``n``, so within one data seed the
+    smaller sets are nested inside the bigger ones. (N,)
+    """
+    if data_seed == 0:
+        return np.arange(n_max)
+    return np.argsort(np.random.default_rng(int(data_seed)).permutation(n_max))
+
+
 def weighted_loss(params, graphdef, x, y, weights, *, key, hp: Hyper):
     """``kl.train.loss_fn`` with per-cake weights: the mean over the cakes that count."""
     model = nnx.merge(graphdef, params)
@@ -124,10 +143,13 @@ def _taste(params, graphdef, x, y, weights):
     return jnp.sum(weights * per_cake) / total, jnp.sum(weights * hit) / total
 
 
-def _run(graphdef, config: RunConfig, params, width, n, y, hp: Hyper, x, xv, yv, key):
-    """One full-batch apprenticeship; returns final params and curves (E+1 points each)."""
+def _run(graphdef, config: RunConfig, params, width, w, y, hp: Hyper, seed, x, xv, yv):
+    """One full-batch apprenticeship; returns final params and curves (E+1 points each).
+
+    ``w`` (N,) weighs the practice cakes that count; ``seed`` makes the dropout key.
+    """
     params = mask_width(params, width, config.max_width)
-    w = example_weights(n, x.shape[0])
+    key = jax.random.key(seed)
     tx = make_optimizer(config.optimizer, hp)
     grad_fn = jax.grad(weighted_loss, has_aux=True)
 
@@ -147,21 +169,38 @@ def _run(graphdef, config: RunConfig, params, width, n, y, hp: Hyper, x, xv, yv,
 
     n_chunks = config.epochs // config.record_every
     first = record(params)
-    (params, _), rec = jax.lax.scan(chunk, (params, tx.init(params)), jax.random.split(key, n_chunks))
+    (params, opt_state), rec = jax.lax.scan(chunk, (params, tx.init(params)),
+                                            jax.random.split(key, n_chunks))
     rec = jnp.concatenate([first[None], rec])  # (E+1, 4)
-    return params, rec
+    return params, grad_rms(opt_state, params), rec
+
+
+def grad_rms(opt_state, params):
+    """Adam's running size of each knob's notes, sqrt(v-hat) (bias-corrected); 0 without Adam.
+
+    Adam divides every step by this, so it is what an L2 fine in the loss is divided by too.
+    """
+    def is_adam(s):
+        return isinstance(s, optax.ScaleByAdamState)
+
+    for s in jax.tree.leaves(opt_state, is_leaf=is_adam):
+        if is_adam(s):
+            correction = 1.0 - ADAM_B2 ** s.count.astype(jnp.float32)
+            return jax.tree.map(lambda v: jnp.sqrt(v / correction), s.nu)
+    return jax.tree.map(jnp.zeros_like, params)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "config"))
-def _run_one(graphdef, config, params, width, n, y, hp, x, xv, yv, key):
-    return _run(graphdef, config, params, width, n, y, hp, x, xv, yv, key)
+def _run_one(graphdef, config, params, width, w, y, hp, seed, x, xv, yv):
+    return _run(graphdef, config, params, width, w, y, hp, seed, x, xv, yv)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "config"))
-def _run_many(graphdef, config, params, width, n, y, hp, x, xv, yv, key):
-    # vmap: K runs become one program with a leading K axis on every array -> one compile
-    return jax.vmap(lambda wd, nn, yy, h: _run(graphdef, config, params, wd, nn, yy, h, x, xv, yv, key)
-                    )(width, n, y, hp)
+def _run_many(graphdef, config, params, width, w, y, hp, seed, x, xv, yv):
+    # vmap: K runs become one program with a leading K axis on every array (starting knobs,
+    # width, cake weights, labels, hyperparameters, seed) -> one compile; tables are shared
+    return jax.vmap(lambda p, wd, ww, yy, h, s: _run(graphdef, config, p, wd, ww, yy, h, s,
+                                                       x, xv, yv))(params, width, w, y, hp, seed)
 
 
 # ---------------------------------------------------------------- public runs
@@ -176,6 +215,7 @@ class Runs:
     val_loss: np.ndarray  # guest tasters: never trained on, no dropout, no L2 fine
     val_accuracy: np.ndarray
     params: object  # final knobs, each leaf with a leading K axis (masked units stay 0)
+    grad_rms: object = None  # Adam's sqrt(v-hat) per knob at the end, same tree as params
 
     def __len__(self) -> int:
         return self.train_loss.shape[0]
@@ -201,11 +241,16 @@ class Runs:
             raise ValueError(f"no run with {values}")
         return int(np.argmax(hit))
 
-    def kernels(self, k: int) -> np.ndarray:
-        """All hidden and head kernel entries of run ``k`` that are switched on (flat)."""
+    def kernels(self, k: int, *, of: str = "params") -> np.ndarray:
+        """All hidden and head kernel entries of run ``k`` that are switched on (flat).
+
+        ``of="grad_rms"`` gives Adam's sqrt(v-hat) for the same entries, in the same order.
+        """
+        if of not in ("params", "grad_rms"):
+            raise ValueError(f"of must be 'params' or 'grad_rms', got {of!r}")
         width = int(self.values["width"][k])
         out = []
-        for path, p in jax.tree_util.tree_leaves_with_path(self.params):
+        for path, p in jax.tree_util.tree_leaves_with_path(getattr(self, of)):
             name = jax.tree_util.keystr(path)
             if "kernel" not in name:
                 continue
@@ -224,10 +269,27 @@ def _axis(name: str, value, config: RunConfig, n_max: int) -> np.ndarray:
     if name == "n_train" and (np.any(arr < 1) | np.any(arr > n_max) | np.any(arr % 1)):
         raise ValueError(f"n_train values must be whole numbers in [1, {n_max}] (the practice "
                          f"table's size), got {arr.tolist()}")
+    if name in ("seed", "data_seed") and (np.any(arr < 0) | np.any(arr % 1) | np.any(arr >= 2**31)):
+        raise ValueError(f"{name} values must be whole numbers >= 0, got {arr.tolist()}")
     return arr
 
 
-def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict):
+class _Prepared(NamedTuple):
+    """Everything one call hands to the compiled run (K = number of runs)."""
+
+    vals: dict  # every axis of AXES as (K,) numpy values
+    graphdef: object  # the shared max-width MLP's structure
+    params: object  # starting knobs, each leaf (K, ...) (one set per seed); unbatched if single
+    width: np.ndarray  # (K,)
+    weights: np.ndarray  # (K, N) 1 for the practice cakes a run uses
+    labels: np.ndarray  # (K, N)
+    hp: Hyper  # every field (K,)
+    seed: np.ndarray  # (K,) int32: the dropout key's seed
+    tables: tuple  # (x, xv, yv) shared by all runs
+
+
+def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict, *,
+             single: bool = False) -> _Prepared:
     if not isinstance(pantry_, Pantry):
         raise TypeError(f"pantry must be a Pantry (kl.data.pantry()), got {type(pantry_).__name__}")
     if not isinstance(config, RunConfig):
@@ -237,7 +299,8 @@ def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict):
         raise ValueError(f"unknown setting {sorted(unknown)}; choose from {AXES}")
     n_max = len(pantry_.train)
     defaults = {"width": config.max_width, "n_train": n_max, "dropout": 0.0,
-                "weight_decay": 0.0, "l2": 0.0, "learning_rate": LEARNING_RATE}
+                "weight_decay": 0.0, "l2": 0.0, "learning_rate": LEARNING_RATE,
+                "seed": config.seed, "data_seed": 0}
     vals = {a: _axis(a, settings.get(a, defaults[a]), config, n_max) for a in AXES}
     sizes = {a: v.size for a, v in vals.items() if v.size > 1}
     if len(set(sizes.values())) > 1:
@@ -251,21 +314,38 @@ def _prepare(pantry_: Pantry, config: RunConfig, labels, settings: dict):
         raise ValueError(f"labels must be 0/1 with shape ({n_max},) or ({k}, {n_max}), "
                          f"got shape {y.shape}")
     # Every Hyper field as a (K,) float array: the swept ones from `vals`, the others
-    # (momentum, clip norm, ...) at kl.optim.hyper's defaults for this optimizer.
-    defaults_hp = hyper(TrainConfig(optimizer=config.optimizer))
-    hp = Hyper(**{f: jnp.asarray(vals[f], jnp.float32) if f in vals else
-                  jnp.full((k,), jnp.asarray(getattr(defaults_hp, f), jnp.float32))
+    # (momentum, clip norm, ...) at kl.optim.hyper's defaults for this optimizer. Host
+    # (numpy) arrays until the compiled call: a slider's single run pays no device ops.
+    fixed = _hyper_defaults(config.optimizer)
+    hp = Hyper(**{f: vals[f].astype(np.float32) if f in vals else np.full(k, fixed[f], np.float32)
                   for f in Hyper._fields})
-    width_k, n_k = jnp.asarray(vals["width"], jnp.float32), jnp.asarray(vals["n_train"], jnp.float32)
-    graphdef, params = _initial(config)
-    data = (pantry_.train.x, pantry_.val.x, pantry_.val.y, jax.random.key(config.seed))
-    return vals, graphdef, params, width_k, n_k, jnp.asarray(y), hp, data
+    # Which practice cakes count: rank < n within the run's data seed.          (K, N)
+    orders = {s: data_order(s, n_max) for s in np.unique(vals["data_seed"]).astype(int)}
+    weights = np.stack([orders[int(s)] < n for s, n in zip(vals["data_seed"], vals["n_train"])])
+    # Starting knobs per run, made once per distinct seed (stacked for K runs). (K, ...)
+    seeds = vals["seed"].astype(int)
+    if single:
+        params = _initial(config, int(seeds[0]))[1]
+    else:
+        starts = {s: _initial(config, s)[1] for s in np.unique(seeds)}
+        params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[starts[s] for s in seeds])
+    return _Prepared(vals, _initial(config, int(seeds[0]))[0], params,
+                     vals["width"].astype(np.float32), weights.astype(np.float32),
+                     y.astype(np.int32), hp, seeds.astype(np.int32),
+                     (pantry_.train.x, pantry_.val.x, pantry_.val.y))
 
 
 @functools.lru_cache(maxsize=8)
-def _initial(config: RunConfig):
-    """The shared max-width model's structure and starting knobs (made once per config)."""
-    return nnx.split(make_mlp(MLPConfig(width=config.max_width, depth=config.depth), seed=config.seed))
+def _hyper_defaults(optimizer: str) -> dict[str, float]:
+    """kl.optim.hyper's value of every Hyper field for ``optimizer`` (as host floats)."""
+    return {f: float(v) for f, v in hyper(TrainConfig(optimizer=optimizer))._asdict().items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _initial(config: RunConfig, seed: int | None = None):
+    """The shared max-width model's structure and starting knobs for ``seed`` (made once)."""
+    seed = config.seed if seed is None else int(seed)
+    return nnx.split(make_mlp(MLPConfig(width=config.max_width, depth=config.depth), seed=seed))
 
 
 def trained_model(runs: "Runs", k: int, config: RunConfig = RunConfig()):
@@ -274,25 +354,34 @@ def trained_model(runs: "Runs", k: int, config: RunConfig = RunConfig()):
     return nnx.merge(graphdef, jax.tree.map(lambda a: a[k], runs.params))
 
 
-def _runs(vals, config, params, rec) -> Runs:
+def _runs(vals, config, params, rms, rec) -> Runs:
     rec = np.asarray(rec)
     epochs = np.arange(rec.shape[1]) * config.record_every
     return Runs(values=vals, epochs=epochs, train_loss=rec[..., 0], train_accuracy=rec[..., 1],
-                val_loss=rec[..., 2], val_accuracy=rec[..., 3], params=params)
+                val_loss=rec[..., 2], val_accuracy=rec[..., 3], params=params, grad_rms=rms)
 
 
-def run_many(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, **settings) -> Runs:
+def run_many(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None,
+             pad_to: int | None = None, **settings) -> Runs:
     """K runs in ONE vmapped call. Settings from ``AXES``, each a value or K values.
 
-    Example: ``run_many(p, width=[4, 64], n_train=[50, 50])``. Build grids with
-    ``grid(...)``. One compile serves every call with the same K and table shapes.
+    Example: ``run_many(p, width=[4, 64], n_train=[50, 50])``; five seeds of each:
+    ``run_many(p, **grid(width=[4, 64], seed=range(5)))``. One compile serves every call
+    with the same K and table shapes; ``pad_to`` (>= K) runs copies of the last run up to
+    that many (results dropped), so experiments of different sizes share one compile.
     """
-    vals, graphdef, params, width, n, y, hp, (x, xv, yv, key) = _prepare(pantry_, config, labels, settings)
-    k = width.shape[0]
-    (width, n, y, hp), _ = shard_runs((width, n, y, hp), k)  # runs spread over the cores
-    final, rec = _run_many(graphdef, config, params, width, n, y, hp, x, xv, yv, key)
-    final, rec = jax.tree.map(lambda a: a[:k], (final, rec))
-    return _runs(vals, config, final, rec)
+    r = _prepare(pantry_, config, labels, settings)
+    k = r.width.shape[0]
+    batched = (r.params, r.width, r.weights, r.labels, r.hp, r.seed)
+    if pad_to is not None:
+        if isinstance(pad_to, bool) or not isinstance(pad_to, (int, np.integer)) or pad_to < k:
+            raise ValueError(f"pad_to must be an int >= the number of runs ({k}), got {pad_to!r}")
+        batched = jax.tree.map(lambda a: jnp.concatenate(
+            [a, jnp.repeat(a[-1:], pad_to - k, axis=0)]), batched)
+    batched, _ = shard_runs(batched, int(batched[1].shape[0]))  # runs spread over the cores
+    final, rms, rec = _run_many(r.graphdef, config, *batched, *r.tables)
+    final, rms, rec = jax.tree.map(lambda a: a[:k], (final, rms, rec))
+    return _runs(r.vals, config, final, rms, rec)
 
 
 def run_one(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, **settings) -> Runs:
@@ -301,12 +390,30 @@ def run_one(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None, **
     Same numbers as the matching row of ``run_many`` (up to float rounding), returned as a
     ``Runs`` with K = 1.
     """
-    vals, graphdef, params, width, n, y, hp, (x, xv, yv, key) = _prepare(pantry_, config, labels, settings)
-    if len(vals["width"]) != 1:
-        raise ValueError(f"run_one takes single values; use run_many for {len(vals['width'])} runs")
-    final, rec = _run_one(graphdef, config, params, width[0], n[0], y[0],
-                          jax.tree.map(lambda a: a[0], hp), x, xv, yv, key)
-    return _runs(vals, config, jax.tree.map(lambda a: a[None], final), np.asarray(rec)[None])
+    r = _prepare(pantry_, config, labels, settings, single=True)
+    if len(r.vals["width"]) != 1:
+        raise ValueError(f"run_one takes single values; use run_many for {len(r.vals['width'])} runs")
+    hp = Hyper(*(f[0] for f in r.hp))
+    final, rms, rec = _run_one(r.graphdef, config, r.params, r.width[0], r.weights[0],
+                               r.labels[0], hp, r.seed[0], *r.tables)
+    final, rms = jax.tree.map(lambda a: a[None], (final, rms))
+    return _runs(r.vals, config, final, rms, np.asarray(rec)[None])
+
+
+def mean_se(values, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over seeds and its standard error (sample std with ddof=1, / sqrt(seeds)).
+
+    Both are rounded to 6 decimals: a mean of accuracies sits on a grid (k / (seeds * N))
+    and may land exactly on a printing boundary such as 0.175, where float32 noise in the
+    last bits would decide between "0.17" and "0.18" on different CPUs. Rounding first
+    makes the printed digits depend on the cakes, not on the order of float additions.
+    """
+    values = np.asarray(values, np.float64)
+    n = values.shape[axis]
+    if n < 2:
+        raise ValueError(f"values need at least 2 seeds along axis {axis} for a standard "
+                         f"error, got shape {values.shape}")
+    return np.round(values.mean(axis), 6), np.round(values.std(axis, ddof=1) / np.sqrt(n), 6)
 
 
 def grid(**axes) -> dict[str, np.ndarray]:

@@ -27,14 +27,14 @@ def _same_curves(a, b, atol=1e-5):
 
 def test_masked_width_equals_a_real_narrow_mlp(pantry):
     """Width 8 inside a 16-wide masked MLP == a real 8-wide MLP started from the same knobs."""
-    vals, g16, p16, _, n, y, hp, (x, xv, yv, key) = rg._prepare(pantry, CFG, None, {"width": 8})
-    hp1 = jax.tree.map(lambda a: a[0], hp)
-    _, rec16 = rg._run_one(g16, CFG, p16, 8.0, n[0], y[0], hp1, x, xv, yv, key)
+    r = rg._prepare(pantry, CFG, None, {"width": 8})
+    p16, w, y, hp1, seed = jax.tree.map(lambda a: a[0], (r.params, r.weights, r.labels, r.hp, r.seed))
+    _, _, rec16 = rg._run_one(r.graphdef, CFG, p16, 8.0, w, y, hp1, seed, *r.tables)
     start = rg.mask_width(p16, 8, 16)  # what the masked run starts from
     cfg8 = rg.RunConfig(max_width=8, epochs=20, record_every=5)
     g8, p8 = nnx.split(kl.models.make_mlp(MLPConfig(width=8, depth=2)))
     sub = jax.tree.map(lambda small, big: big[tuple(slice(0, s) for s in small.shape)], p8, start)
-    _, rec8 = rg._run_one(g8, cfg8, sub, 8.0, n[0], y[0], hp1, x, xv, yv, key)
+    _, _, rec8 = rg._run_one(g8, cfg8, sub, 8.0, w, y, hp1, seed, *r.tables)
     np.testing.assert_allclose(np.asarray(rec16), np.asarray(rec8), atol=1e-5)
 
 
@@ -84,6 +84,80 @@ def test_labels_per_run_and_flip_labels(pantry):
     assert not np.allclose(r.train_loss[0], r.train_loss[1])
 
 
+def test_seed_axis_rows_equal_single_seeded_runs(pantry):
+    """A vmapped seeds axis gives each run its own start, dropout draws and cakes."""
+    many = rg.run_many(pantry, CFG, seed=[0, 3, 3], data_seed=[0, 0, 5], n_train=40,
+                       dropout=0.3)
+    for k, (s, d) in enumerate([(0, 0), (3, 0), (3, 5)]):
+        one = rg.run_one(pantry, CFG, seed=s, data_seed=d, n_train=40, dropout=0.3)
+        for name in CURVES:
+            np.testing.assert_allclose(getattr(one, name)[0], getattr(many, name)[k],
+                                       atol=1e-4, err_msg=f"{name}, run {k}")
+    assert not np.allclose(many.train_loss[0], many.train_loss[1])  # another start
+    assert not np.allclose(many.train_loss[1], many.train_loss[2])  # other cakes
+    # seed s starts from make_mlp(seed=s): the untrained guests' loss says so
+    model = kl.models.make_mlp(MLPConfig(width=16, depth=2), seed=3)
+    untrained = kl.evaluate.evaluate(model, pantry.val)["loss"]
+    assert many.val_loss[1, 0] == pytest.approx(untrained, abs=1e-5)
+
+
+def test_data_seed_picks_nested_random_subsets(pantry):
+    """data_seed s > 0: a seeded shuffle; n cakes = the first n of it (nested, distinct)."""
+    np.testing.assert_array_equal(rg.data_order(0, 64), np.arange(64))
+    a, b = rg.data_order(1, 64), rg.data_order(2, 64)
+    assert sorted(a) == list(range(64)) and not np.array_equal(a, b)
+    r = rg._prepare(pantry, CFG, None, {"n_train": [10, 30, 30], "data_seed": [1, 1, 2]})
+    w = np.asarray(r.weights)
+    assert w.sum(1).tolist() == [10, 30, 30]
+    assert np.all(w[1] >= w[0])  # the 10 cakes of data seed 1 are among its 30
+    assert not np.array_equal(w[1], w[2])
+    # weighting the chosen cakes equals training on exactly those cakes
+    chosen = np.flatnonzero(w[1])
+    cut = data.Pantry(train=pantry.train.take(chosen), val=pantry.val, test=pantry.test)
+    padded = rg.run_one(pantry, CFG, n_train=30, data_seed=1)
+    _same_curves(padded, rg.run_one(cut, CFG))
+
+
+def test_grad_rms_is_adams_bias_corrected_second_moment(pantry):
+    """Runs.grad_rms equals sqrt(v-hat) of an optax.adam run on the same notes."""
+    import optax
+
+    cfg = rg.RunConfig(max_width=16, epochs=10, record_every=5)
+    r = rg.run_one(pantry, cfg, learning_rate=1e-2)
+    graphdef, params = rg._initial(cfg)
+    x, y = jax.numpy.asarray(pantry.train.x), jax.numpy.asarray(pantry.train.y)
+    tx = optax.adam(1e-2)
+    state = tx.init(params)
+    for _ in range(cfg.epochs):
+        grads = jax.grad(lambda p: kl.train.cross_entropy(nnx.merge(graphdef, p)(x), y))(params)
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    nu = state[0].nu
+    want = jax.tree.map(lambda v: np.sqrt(np.asarray(v) / (1 - 0.999 ** cfg.epochs)), nu)
+    got = jax.tree.map(lambda a: np.asarray(a[0]), r.grad_rms)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(g, w, rtol=2e-3, atol=1e-7)
+    assert r.kernels(0, of="grad_rms").shape == r.kernels(0).shape
+    with pytest.raises(ValueError, match="of must be 'params' or 'grad_rms'"):
+        r.kernels(0, of="momentum")
+
+
+def test_pad_to_runs_copies_and_drops_them(pantry):
+    plain = rg.run_many(pantry, CFG, dropout=[0.0, 0.3])
+    padded = rg.run_many(pantry, CFG, dropout=[0.0, 0.3], pad_to=5)
+    assert len(padded) == 2
+    _same_curves(plain, padded)
+    with pytest.raises(ValueError, match="pad_to must be an int >= the number of runs"):
+        rg.run_many(pantry, CFG, dropout=[0.0, 0.3], pad_to=1)
+
+
+def test_mean_se():
+    m, se = rg.mean_se(np.array([[1.0, 2.0, 3.0]]))
+    assert m.tolist() == [2.0] and se[0] == pytest.approx(1 / np.sqrt(3))
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        rg.mean_se(np.array([1.0]))
+
+
 @pytest.mark.parametrize("settings,match", [
     ({"dropout": 1.0}, "dropout values must be in \\[0, 1\\)"),
     ({"dropout": -0.1}, "dropout"),
@@ -96,6 +170,8 @@ def test_labels_per_run_and_flip_labels(pantry):
     ({"momentum": 0.5}, "unknown setting"),
     ({"dropout": []}, "at least one value"),
     ({"dropout": float("nan")}, "finite"),
+    ({"seed": -1}, "seed values must be whole numbers >= 0"),
+    ({"data_seed": 1.5}, "data_seed values must be whole numbers >= 0"),
 ])
 def test_bad_settings_raise_clear_errors(pantry, settings, match):
     with pytest.raises(ValueError, match=match):

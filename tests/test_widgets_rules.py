@@ -31,7 +31,7 @@ def _extremes(panel):
 def test_controls(panel):
     assert list(panel.controls) == ["dropout", "weight_decay"]
     assert panel.controls["dropout"].min == 0.0 and panel.controls["dropout"].max < 1.0
-    assert (panel.controls["weight_decay"].min, panel.controls["weight_decay"].max) == (-3, 1)
+    assert (panel.controls["weight_decay"].min, panel.controls["weight_decay"].max) == (-3, 1.5)
 
 
 def test_every_slider_extreme_renders(panel):
@@ -62,16 +62,37 @@ def test_widget_builds_without_error(panel):
     assert "kl-error" not in panel._text.value and "dropout 0.90</b>" in panel._text.value
 
 
-def test_rules_grid_best_cell_and_drawing(pantry):
-    runs = E.rules_grid(pantry, CFG)
-    assert len(runs) == len(E.DROPOUTS) * len(E.WEIGHT_DECAYS)
-    d, w = E.best_cell(runs)
-    k = runs.index(dropout=d, weight_decay=w)
-    assert runs.val_accuracy[k, -1] == runs.val_accuracy[:, -1].max()
-    png = kl.widgets.render_png(R.draw_grid, runs, figsize=(5, 3.6))
+def test_rules_grid_near_best_cells_and_drawing(pantry):
+    runs = E.rules_grid(pantry, CFG, seeds=(0, 1, 2), pad_to=None)
+    assert len(runs) == len(E.DROPOUTS) * len(E.WEIGHT_DECAYS) * 3
+    mean, se = E.grid_stats(runs)
+    assert mean.shape == se.shape == (len(E.DROPOUTS), len(E.WEIGHT_DECAYS))
+    k = (runs.values["dropout"] == E.DROPOUTS[1]) & (runs.values["weight_decay"] == E.WEIGHT_DECAYS[2])
+    assert mean[1, 2] == pytest.approx(runs.val_accuracy[k, -1].mean(), abs=1e-6)
+    near = E.near_best(mean, se)
+    assert near[np.unravel_index(np.argmax(mean), mean.shape)]
+    png = kl.widgets.render_png(R.draw_grid, runs, figsize=(6, 4))
     assert png.startswith(PNG_MAGIC)
-    assert kl.checks.check_best_rules(runs, (d, w))
-    assert not kl.checks.check_best_rules(runs, None)
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    R.draw_grid(runs, fig)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2, "the grid has a colour bar"
+    assert len(ax.patches) == int(near.sum()), "one outline per cell within one SE of the best"
+    assert len(ax.texts) == mean.size
+
+
+def test_check_near_best(capsys):
+    assert kl.checks.check_near_best(E.near_best)
+    assert not kl.checks.check_near_best(None)
+    assert not kl.checks.check_near_best(lambda m, s: None)
+    assert not kl.checks.check_near_best(  # only the arg-max: crowns noise
+        lambda m, s: np.asarray(m) == np.max(m))
+    assert not kl.checks.check_near_best(lambda m, s: np.ones(np.shape(m), bool))  # everyone
+    assert not kl.checks.check_near_best(  # the best's SE alone, not the difference's
+        lambda m, s: np.max(m) - np.asarray(m) <= np.asarray(s).ravel()[np.argmax(m)])
+    assert "cannot be told apart" in capsys.readouterr().out
 
 
 def test_check_dropout():

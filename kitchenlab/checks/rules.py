@@ -1,4 +1,4 @@
-"""Checks for notebook 04 (house rules): inverted dropout, reading the rules grid."""
+"""Checks for notebook 04 (house rules): inverted dropout, the cells that tie with the best."""
 
 from __future__ import annotations
 
@@ -50,19 +50,44 @@ def check_dropout(fn: Callable | None) -> bool:
     return fb.done()
 
 
-def check_best_rules(runs, answer) -> bool:
-    """``answer`` = (dropout, weight_decay) of the grid cell with the best guest accuracy."""
-    fb = Feedback("Best house rules")
-    acc = runs.val_accuracy[:, -1]
-    k = int(np.argmax(acc))
-    want = (float(runs.values["dropout"][k]), float(runs.values["weight_decay"][k]))
-    if not fb.expect(isinstance(answer, (tuple, list)) and len(answer) == 2,
-                     "answer is a (dropout, weight_decay) pair",
-                     "answer should be a pair like (0.2, 1.0)"):
+def check_near_best(fn: Callable | None) -> bool:
+    """``fn(mean, se)`` -> boolean mask of the cells within one SE (of the difference) of the best."""
+    from kitchenlab.experiments.rules import near_best
+
+    fb = Feedback("Which rules are best?")
+    if not fb.expect(callable(fn), "near_best is a function",
+                     "define near_best(mean, se) and pass it in"):
         return fb.done()
-    got = tuple(float(a) for a in answer)
-    fb.expect(np.allclose(got, want), f"dropout {want[0]:g}, weight decay {want[1]:g}: guest "
-              f"accuracy {acc[k]:.2f}",
-              "not the best cell: np.argmax(runs.val_accuracy[:, -1]) gives its index, "
-              "then read runs.values['dropout'] and runs.values['weight_decay'] there")
+    rng = np.random.default_rng(4)
+    tables = [  # (mean, se): a clear winner, a crowd of ties, a 1-D row, random tables
+        (np.array([[0.70, 0.71], [0.80, 0.72]]), np.full((2, 2), 0.01)),
+        (np.array([[0.75, 0.76], [0.70, 0.77]]), np.full((2, 2), 0.01)),
+        (np.array([0.60, 0.64, 0.65, 0.58]), np.array([0.02, 0.01, 0.01, 0.02])),
+        (rng.uniform(0.6, 0.8, (5, 5)), rng.uniform(0.003, 0.02, (5, 5))),
+        (rng.uniform(0.6, 0.8, (3, 4)), rng.uniform(0.003, 0.02, (3, 4))),
+    ]
+    for mean, se in tables:
+        want = near_best(mean, se)
+        try:
+            got = fn(mean.copy(), se.copy())
+            if got is None:
+                fb.expect(False, "", "near_best returned None: return a True/False array "
+                          "shaped like mean")
+                return fb.done()
+            got = np.asarray(got)
+        except Exception as err:  # noqa: BLE001 - feedback, not a crash
+            fb.expect(False, "", f"near_best raised {type(err).__name__}: {err}")
+            return fb.done()
+        if not fb.expect(got.shape == mean.shape, f"a mask of shape {mean.shape}",
+                         f"return one True/False per cell: shape {mean.shape}, got {got.shape}"):
+            break
+        got = got.astype(bool)
+        hint = ("keep every cell whose mean is below the best mean by at most "
+                "sqrt(se_cell**2 + se_best**2), the standard error of that difference")
+        if got.sum() == 1 and want.sum() > 1:
+            hint = ("only one cell? cells closer to the best than their noise cannot be told "
+                    "apart from it: keep them all. " + hint)
+        if not fb.expect(np.array_equal(got, want), f"{int(want.sum())} of {mean.size} cells "
+                         f"within one SE of the best (best {mean.max():.2f})", hint):
+            break
     return fb.done()

@@ -1,4 +1,4 @@
-"""Checks for notebook 03 (guest tasters): reading the gap grid, early stopping by hand."""
+"""Checks for notebook 03 (guest tasters): a mean over seeds and its error, early stopping by hand."""
 
 from __future__ import annotations
 
@@ -9,20 +9,47 @@ import numpy as np
 from kitchenlab.checks import Feedback
 
 
-def check_largest_gap(runs, answer) -> bool:
-    """``answer`` = (width, n_train) of the grid cell with the largest generalization gap."""
-    fb = Feedback("Largest gap")
-    k = int(np.argmax(runs.gap))
-    want = (int(runs.values["width"][k]), int(runs.values["n_train"][k]))
-    if not fb.expect(isinstance(answer, (tuple, list)) and len(answer) == 2,
-                     "answer is a (width, n_train) pair",
-                     "answer should be a pair like (32, 50): (width, practice cakes)"):
+def check_mean_se(fn: Callable | None) -> bool:
+    """``fn(values) -> (mean, se)`` over the LAST axis (the seeds): mean and standard error."""
+    fb = Feedback("Mean and standard error over seeds")
+    if not fb.expect(callable(fn), "mean_se is a function",
+                     "define mean_se(values) and pass it in"):
         return fb.done()
-    got = tuple(int(a) for a in answer)
-    fb.expect(got == want, f"({want[0]}, {want[1]}) has the largest gap, "
-              f"{runs.gap[k]:.2f}: a big recipe book with few practice cakes",
-              "not the largest: try np.argmax(runs.gap), then read runs.values['width'] "
-              "and runs.values['n_train'] at that index")
+    rng = np.random.default_rng(5)
+    cases = [np.array([0.20, 0.18, 0.25, 0.21, 0.16]), np.array([1.0, 3.0]),
+             rng.normal(0.1, 0.03, (6, 5, 4)), rng.normal(0.8, 0.01, (3, 7))]
+    for values in cases:
+        want_m = values.mean(-1)
+        want_se = values.std(-1, ddof=1) / np.sqrt(values.shape[-1])
+        try:
+            got = fn(values.copy())
+            if got is None:
+                fb.expect(False, "", "mean_se returned None: return (mean, se)")
+                return fb.done()
+            got_m, got_se = (np.asarray(g, np.float64) for g in got)
+        except Exception as err:  # noqa: BLE001 - feedback, not a crash
+            fb.expect(False, "", f"mean_se raised {type(err).__name__}: {err}")
+            return fb.done()
+        shape = values.shape[:-1]
+        if not fb.expect(got_m.shape == shape and got_se.shape == shape,
+                         f"shape {values.shape} -> two arrays of shape {shape}",
+                         f"for values of shape {values.shape} expected mean and se of shape "
+                         f"{shape} (average over the last axis, the seeds), got "
+                         f"{got_m.shape} and {got_se.shape}"):
+            break
+        if not fb.expect(np.allclose(got_m, want_m, atol=1e-9), "mean over the seeds",
+                         "the mean is values.mean(axis=-1)"):
+            break
+        n = values.shape[-1]
+        hint = ("standard error = sample standard deviation / sqrt(number of seeds)")
+        if np.allclose(got_se, values.std(-1, ddof=0) / np.sqrt(n)):
+            hint = ("use the sample standard deviation (ddof=1): with a handful of seeds "
+                    "the plain one underestimates the spread")
+        elif np.allclose(got_se, values.std(-1, ddof=1)):
+            hint = "that is the spread of one seed; divide by sqrt(number of seeds)"
+        if not fb.expect(np.allclose(got_se, want_se, atol=1e-9),
+                         f"standard error with {n} seeds", hint):
+            break
     return fb.done()
 
 
