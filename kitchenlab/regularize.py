@@ -85,26 +85,33 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------- the two masks
+def _mlp_layer(path) -> int | None:
+    """Position of a knob's layer in the MLP: 0 .. depth-1 for the hidden stations (by the
+    model's own structure ``hidden[i]``), ``None`` for the verdict layer (``head``)."""
+    first = path[0].key
+    return path[1].key if first == "hidden" else None
+
+
 def mask_width(params, width, max_width: int):
     """Switch off hidden units ``width..max_width-1`` (zero weights in and out) and rescale.
 
     ``width`` may be traced. Returns params of the same structure as the max-width MLP.
+    Which axes to mask follows the model's structure: a kernel (>= 2-D) maps its layer's
+    inputs (rows) to outputs (columns); a bias (1-D) belongs to the outputs. Every hidden
+    layer's outputs are hidden units; every layer but the first takes hidden units in.
     """
     width = jnp.asarray(width, jnp.float32)
     on = (jnp.arange(max_width) < width).astype(jnp.float32)  # (H,)
     scale = jnp.sqrt(max_width / width)  # LeCun-normal for fan-in `width`
 
     def one(path, p):
-        name = jax.tree_util.keystr(path)
-        if "hidden" in name and "bias" in name:
-            return p * on
-        if "hidden" in name and "kernel" in name:
-            if "[0]" in name:  # (F, H): inputs are the 8 ingredients, never masked
-                return p * on[None, :]
-            return p * on[:, None] * on[None, :] * scale
-        if "head" in name and "kernel" in name:  # (H, C)
-            return p * on[:, None] * scale
-        return p
+        layer = _mlp_layer(path)
+        takes_hidden, gives_hidden = layer != 0, layer is not None
+        if p.ndim < 2:  # a bias: one per output
+            return p * on if gives_hidden else p
+        if takes_hidden:  # (H, out): inputs are hidden units (never the 8 ingredients)
+            p = p * on[:, None] * scale
+        return p * on[None, :] if gives_hidden else p
 
     return jax.tree_util.tree_map_with_path(one, params)
 
@@ -251,12 +258,12 @@ class Runs:
         width = int(self.values["width"][k])
         out = []
         for path, p in jax.tree_util.tree_leaves_with_path(getattr(self, of)):
-            name = jax.tree_util.keystr(path)
-            if "kernel" not in name:
-                continue
             a = np.asarray(p[k])
-            rows = a.shape[0] if ("hidden" in name and "[0]" in name) else width
-            cols = a.shape[1] if "head" in name else width
+            if a.ndim < 2:  # biases are not kernel entries
+                continue
+            layer = _mlp_layer(path)
+            rows = a.shape[0] if layer == 0 else width
+            cols = width if layer is not None else a.shape[1]
             out.append(a[:rows, :cols].ravel())
         return np.concatenate(out)
 
