@@ -227,7 +227,7 @@ def laminate(model, folder, *, normalizer, force: bool = False,
         x_spec = jax.ShapeDtypeStruct((b, config.n_features), jnp.float32)
         p_spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
         exported = jax.export.export(jax.jit(forward), platforms=PLATFORMS)(p_spec, x_spec)
-        _write_durably(tmp / EXPORT, bytes(exported.serialize()))
+        write_durably(tmp / EXPORT, bytes(exported.serialize()))
         _reached("export")
         # 3) the manifest, written last: a folder with a manifest is complete
         manifest = {
@@ -246,13 +246,13 @@ def laminate(model, folder, *, normalizer, force: bool = False,
             "versions": library_versions() | {"kitchenlab": __version__},
             "note": note,
         }
-        _write_durably(tmp / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False)
+        write_durably(tmp / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False)
                        .encode("utf-8"))
         _make_read_only(tmp)
-        _fsync_tree(tmp)  # every byte on disk before the model becomes visible
+        fsync_tree(tmp)  # every byte on disk before the model becomes visible
         _reached("manifest")
         _swap_into_place(tmp, final)
-        _fsync_dir(final.parent)  # the rename itself on disk
+        fsync_dir(final.parent)  # the rename itself on disk
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -267,14 +267,15 @@ def _reached(step: str) -> None:
     """
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and flush it to disk (``fsync``) before returning."""
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a folder's entries (creations, renames) durable; a no-op where unsupported."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -288,7 +289,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path) -> None:
+    """``fsync`` every file and folder below ``root``."""
     for dirpath, _, files in os.walk(root):
         for name in files:
             fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
@@ -296,7 +298,7 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
 def _target(folder, name: str) -> Path:

@@ -45,13 +45,6 @@ def _reached(step: str) -> None:
     it in a child process with a hard kill."""
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -70,7 +63,7 @@ class Registry:
             if not create:
                 raise FileNotFoundError(f"registry {str(self.root)!r} does not exist")
             self.root.mkdir(parents=True)
-            lam._fsync_dir(self.root.parent)
+            lam.fsync_dir(self.root.parent)
 
     def __repr__(self) -> str:
         return (f"Registry({str(self.root)!r}: versions {self.versions()}, "
@@ -150,7 +143,7 @@ class Registry:
             self._add_lineage(built, lineage)
             _reached("staged")
             os.rename(built, final)  # replaces the empty reserved folder in one step
-            lam._fsync_dir(self.root)
+            lam.fsync_dir(self.root)
             _reached("published")
         except BaseException:
             if final.is_dir() and not any(final.iterdir()):
@@ -170,10 +163,10 @@ class Registry:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         manifest["lineage"] = lineage
         tmp = folder / f".{lam.MANIFEST}.tmp"
-        _write_durably(tmp, json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8"))
+        lam.write_durably(tmp, json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8"))
         os.chmod(tmp, 0o444)
         os.replace(tmp, path)
-        lam._fsync_dir(folder)
+        lam.fsync_dir(folder)
 
     # ------------------------------------------------------------ aliases
     def _aliases(self) -> dict:
@@ -235,14 +228,14 @@ class Registry:
         # 2) the new pointer file beside the old one, on disk before it becomes visible
         tmp = self.root / f".{ALIASES}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            _write_durably(tmp, json.dumps(new).encode("utf-8"))
+            lam.write_durably(tmp, json.dumps(new).encode("utf-8"))
             _reached("written")
             # 3) one rename swaps both aliases at once; then the rename itself is made durable
             os.replace(tmp, self.root / ALIASES)
         finally:
             if tmp.exists():
                 tmp.unlink()
-        lam._fsync_dir(self.root)
+        lam.fsync_dir(self.root)
         _reached("swapped")
 
     # ------------------------------------------------------------ history
