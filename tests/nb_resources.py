@@ -234,3 +234,20 @@ class NotebookResources:
         for line in table.splitlines():
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"(written to {out})")
+
+
+def pytest_configure(config):
+    """Loaded for every pytest run by pyproject.toml (``-p nb_resources``): register the meter.
+
+    A plugin, not conftest hooks: a conftest's hooks only see the items under its own
+    folder, and the notebooks live in notebooks/.
+    """
+    if not config.pluginmanager.has_plugin("kitchenlab-notebook-resources"):
+        config.pluginmanager.register(
+            NotebookResources(Path(__file__).resolve().parents[1],
+                              max_mb=float(os.environ.get("KITCHENLAB_NB_MAX_MB", 1500)),
+                              max_s=float(os.environ.get("KITCHENLAB_NB_MAX_S", 45)),
+                              cold_cache=not os.environ.get("KITCHENLAB_NB_WARM_CACHE"),
+                              cores=int(os.environ.get("KITCHENLAB_NB_CORES", 1)),
+                              label=os.environ.get("KITCHENLAB_NB_PASS", "")),
+            "kitchenlab-notebook-resources")
