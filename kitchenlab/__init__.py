@@ -11,7 +11,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "data", "models", "train", "evaluate", "regularize", "plots", "widgets",
-               "checks", "serve")
+               "checks", "serve", "text", "kv_cache", "generate", "pretrain")
 
 
 def __getattr__(name):  # lazy submodules: `kl.train` imports jax only when first used
