@@ -41,6 +41,7 @@ from kitchenlab.models import TinyGPT, count_params, make_gpt
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 CHEFS = ("target", "draft")
+CHECK_WINDOWS = 32  # a quick re-check of the validation loss (tests): the first 32 windows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,8 +254,8 @@ def load(name: str = "target", *, folder: str | Path = WEIGHTS_DIR) -> TinyGPT:
 
 # ---------------------------------------------------------------- the command line
 SHIPPED = {  # name -> (model config, timetable); both trained on text.corpus(seed=0)
-    "target": (GPTConfig.default(), PretrainConfig(steps=1200, batch_size=16, seq_len=512)),
-    "draft": (GPTConfig.draft(), PretrainConfig(steps=800, batch_size=16, seq_len=512,
+    "target": (GPTConfig.default(), PretrainConfig(steps=1000, batch_size=16, seq_len=512, chunk=25)),
+    "draft": (GPTConfig.draft(), PretrainConfig(steps=800, batch_size=16, seq_len=512, chunk=25,
                                                 learning_rate=3e-3)),
 }
 
@@ -277,6 +278,7 @@ def run(name: str, model_config: GPTConfig, cfg: PretrainConfig, corpus: text.Co
     result = pretrain(model_config, cfg, corpus, on_chunk=report)
     shipped = to_float16(result.model)
     val = evaluate(shipped, corpus)
+    val_check = evaluate(shipped, corpus, n_windows=CHECK_WINDOWS)
     log(f"[{name}] done in {result.seconds:.0f} s; validation loss (float16 weights) {val:.4f}")
     record = {"seed": cfg.seed, "corpus": {"n_train": len(corpus.train_docs),
                                            "n_val": len(corpus.val_docs), "seed": corpus.seed,
@@ -284,6 +286,7 @@ def run(name: str, model_config: GPTConfig, cfg: PretrainConfig, corpus: text.Co
               "pretrain": dataclasses.asdict(cfg), "steps": cfg.steps,
               "final_train_loss": round(float(result.losses[-cfg.chunk:].mean()), 4),
               "val_loss": round(val, 4), "val_windows": 256,
+              "val_loss_check": round(val_check, 4), "check_windows": CHECK_WINDOWS,
               "train_seconds": round(result.seconds, 1), "machine": _machine(),
               "command": f"python -m kitchenlab.pretrain --which {name}"}
     save(shipped, name, record, folder=folder)

@@ -238,6 +238,8 @@ def _amount(base: float, unit: str, serves: int, rng: np.random.Generator) -> st
         value = max(5, int(round(value / step)) * step)
     else:  # counted: eggs, spoons, cloves
         value = max(1, int(round(value)))
+    if unit == "cloves" and value == 1:
+        unit = "clove"
     return f"{value} {unit}" if unit else str(value)
 
 
