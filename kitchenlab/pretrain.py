@@ -210,8 +210,7 @@ def save(model: TinyGPT, name: str, provenance: dict, *, folder: str | Path = WE
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    arrays = {"/".join(map(str, path)): np.asarray(v.get_value() if hasattr(v, "get_value")
-                                                   else v.value, np.float16) for path, v in flat}
+    arrays = {"/".join(map(str, path)): np.asarray(v.get_value(), np.float16) for path, v in flat}
     np.savez(folder / f"{name}.npz", **arrays)
     record = dict(provenance, name=name, config=model.config.to_dict(),
                   n_params=count_params(model), dtype="float16",
@@ -244,10 +243,10 @@ def load(name: str = "target", *, folder: str | Path = WEIGHTS_DIR) -> TinyGPT:
                          f"{sorted(set(stored) - expected)[:3]}")
     for path, var in flat:
         key = "/".join(map(str, path))
-        if stored[key].shape != var.value.shape:
+        if stored[key].shape != var.get_value().shape:
             raise ValueError(f"weight {key} has shape {stored[key].shape}, config expects "
-                             f"{var.value.shape}")
-        var.value = jnp.asarray(stored[key], jnp.float32)
+                             f"{var.get_value().shape}")
+        var.set_value(jnp.asarray(stored[key], jnp.float32))
     nnx.update(model, nnx.from_flat_state(flat))
     return model
 

@@ -55,7 +55,9 @@ def test_recipes_follow_their_orders(small):
         m = re.search(r"with (\w+)", order)
         if m:  # the flavour asked for is among the ingredients and used in a step
             n_flavour += 1
-            assert f" {m.group(1)}\n" in doc.split("Steps:")[0]
+            flavour = m.group(1)
+            assert re.search(rf"- \d+ (\w+ )?({flavour}|{text._SINGULAR.get(flavour, flavour)})\n",
+                             doc.split("Steps:")[0]), doc
             assert m.group(1) in doc.split("Steps:")[1]
         assert ("quick" in order.lower()) == title.startswith("Recipe: Quick")
     assert n_for > 20 and n_flavour > 100
