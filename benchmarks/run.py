@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TOPICS = ("bench_train", "bench_regularize", "bench_serve")  # run in this order
+TOPICS = ("bench_train", "bench_regularize", "bench_serve", "bench_gen")  # run in this order
 
 
 def machine() -> str:

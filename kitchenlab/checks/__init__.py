@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("tour", "recipe", "apprenticeship", "tasters", "rules", "service")
+_MODULES = ("tour", "recipe", "apprenticeship", "tasters", "rules", "service", "chatbot")
 
 
 class Feedback:

@@ -22,7 +22,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-_TOPICS = ("apprenticeship", "tasters", "rules", "service")
+_TOPICS = ("apprenticeship", "tasters", "rules", "service", "chatbot")
 
 
 def __getattr__(name):
