@@ -307,21 +307,34 @@ def plan(n_prompt: int, max_new_tokens, context: int, *, bucket: int = OUTPUT_BU
     return min(-(-int(max_new_tokens) // bucket) * bucket, room)
 
 
+def _buffer(n_prompt: int, max_new_tokens, context: int, buffer) -> int:
+    size = plan(n_prompt, max_new_tokens, context)
+    if buffer is None:
+        return size
+    if isinstance(buffer, bool) or not isinstance(buffer, (int, np.integer)) or \
+            not max_new_tokens <= buffer <= context - n_prompt:
+        raise ValueError(f"buffer must be an int in [max_new_tokens={max_new_tokens}, "
+                         f"{context - n_prompt}], got {buffer!r}")
+    return int(buffer)
+
+
 def generate(model, prompts, *, max_new_tokens: int = 256, sampler=None, seed: int = 0,
              use_cache: bool = True, stop_at_end: bool = True, window: int = WINDOW,
-             errors: str = "strict") -> Generation:
+             buffer: int | None = None, errors: str = "strict") -> Generation:
     """Serve ``prompts`` (raw texts, e.g. ``kl.text.prompt(order)``) with the compiled loop.
 
     ``model`` is a TinyGPT or a ``(step, params)`` pair. Every row gets the same sampler and
     its own random stream (seeded by ``seed``). ``stop_at_end=False`` always writes
-    ``max_new_tokens`` (benchmarks). Bad input raises ValueError/TypeError.
+    ``max_new_tokens`` (benchmarks). ``buffer`` fixes the output buffer (a static shape:
+    calls with the same buffer share one compiled program); by default it is
+    ``max_new_tokens`` rounded up to ``OUTPUT_BUCKET``. Bad input raises ValueError/TypeError.
     """
     step, params = _check_model(model)
     sampler = Greedy() if sampler is None else sampler
     _check_sampler(sampler)
     tokenizer = text.CharTokenizer()
     ids, start = encode_prompts(prompts, tokenizer, errors=errors)
-    max_new = plan(ids.shape[1], max_new_tokens, step.config.context)
+    max_new = _buffer(ids.shape[1], max_new_tokens, step.config.context, buffer)
     args = (step, params, jnp.asarray(ids), jnp.asarray(start), jnp.int32(max_new_tokens),
             jnp.int32(tokenizer.end_id if stop_at_end else -1), sampler,
             jax.random.key(seed))
@@ -360,8 +373,8 @@ def decode_step(step: GPTStep, params, token, cache):
 _next = jax.jit(lambda sampler, logits, key, i: sampler.next_token(logits, jax.random.fold_in(key, i)))
 
 
-def stream(model, prompt: str, *, max_new_tokens: int = 256, sampler=None,
-           seed: int = 0) -> Iterator[str]:
+def stream(model, prompt: str, *, max_new_tokens: int = 256, sampler=None, seed: int = 0,
+           buffer: int | None = None) -> Iterator[str]:
     """Yield the recipe one character at a time, as a chatbot shows it (batch 1).
 
     A Python loop around the jitted ``prefill`` and ``decode_step``: easy to read and to
@@ -373,7 +386,7 @@ def stream(model, prompt: str, *, max_new_tokens: int = 256, sampler=None,
     _check_sampler(sampler)
     tokenizer = text.CharTokenizer()
     ids, start = encode_prompts(prompt, tokenizer)
-    max_new = plan(ids.shape[1], max_new_tokens, step.config.context)
+    max_new = _buffer(ids.shape[1], max_new_tokens, step.config.context, buffer)
     key = jax.random.key(seed)
     logits, cache = prefill(step, params, jnp.asarray(ids), jnp.asarray(start),
                             size=ids.shape[1] + max_new)
@@ -389,19 +402,22 @@ def stream(model, prompt: str, *, max_new_tokens: int = 256, sampler=None,
 
 # ---------------------------------------------------------------- measuring the service
 def tokens_per_second(model, prompt: str, n_tokens: int, *, batch: int = 1,
-                      use_cache: bool = True, repeats: int = 5, window: int = WINDOW) -> dict:
+                      use_cache: bool = True, repeats: int = 5, window: int = WINDOW,
+                      buffer: int | None = None, warmup: bool = True) -> dict:
     """Median speed of the compiled loop writing exactly ``n_tokens`` per row (no early stop).
 
-    Compilation is excluded (one untimed warm-up call). Returns tokens_per_s (all rows
-    together), seconds (median per call) and the list of timings.
+    Compilation is excluded by one untimed warm-up call (``warmup=False`` skips it when
+    the same program already ran, e.g. for another ``n_tokens`` in the same buffer).
+    Returns tokens_per_s (all rows together), seconds (median per call) and the timings.
     """
     step, params = _check_model(model)
     ids, start = encode_prompts([prompt] * batch)
-    max_new = plan(ids.shape[1], n_tokens, step.config.context)
+    max_new = _buffer(ids.shape[1], n_tokens, step.config.context, buffer)
     args = (step, params, jnp.asarray(ids), jnp.asarray(start), jnp.int32(n_tokens),
             jnp.int32(-1), Greedy(), jax.random.key(0))
     kwargs = dict(max_new=max_new, use_cache=use_cache, window=window)
-    jax.block_until_ready(decode_loop(*args, **kwargs))
+    if warmup:
+        jax.block_until_ready(decode_loop(*args, **kwargs))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

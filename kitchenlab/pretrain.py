@@ -37,7 +37,7 @@ from flax import nnx
 
 from kitchenlab import text
 from kitchenlab.config import GPTConfig
-from kitchenlab.models import TinyGPT, count_params, make_gpt
+from kitchenlab.models import TinyGPT, abstract_gpt, count_params, make_gpt
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 CHEFS = ("target", "draft")
@@ -232,10 +232,10 @@ def load(name: str = "target", *, folder: str | Path = WEIGHTS_DIR) -> TinyGPT:
     """A shipped chef (``"target"`` or ``"draft"``) with its float16 weights in float32."""
     record = provenance(name, folder=folder)
     config = GPTConfig(**record["config"])
-    model = make_gpt(config, seed=0)
+    graphdef, state = nnx.split(abstract_gpt(config))  # shapes only: nothing to initialise
     with np.load(Path(folder) / f"{name}.npz") as data:
         stored = {k: data[k] for k in data.files}
-    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    flat = nnx.to_flat_state(state)
     expected = {"/".join(map(str, path)) for path, _ in flat}
     if set(stored) != expected:
         raise ValueError(f"weights file for {name!r} does not match its config: missing "
@@ -247,8 +247,7 @@ def load(name: str = "target", *, folder: str | Path = WEIGHTS_DIR) -> TinyGPT:
             raise ValueError(f"weight {key} has shape {stored[key].shape}, config expects "
                              f"{var.get_value().shape}")
         var.set_value(jnp.asarray(stored[key], jnp.float32))
-    nnx.update(model, nnx.from_flat_state(flat))
-    return model
+    return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 
 # ---------------------------------------------------------------- the command line

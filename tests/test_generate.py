@@ -184,6 +184,8 @@ def test_bad_requests(model):
         generate.generate(model, "a" * 170)
     with pytest.raises(ValueError, match=r"max_new_tokens must be <= 128"):
         generate.generate(model, PROMPT, max_new_tokens=129)
+    with pytest.raises(ValueError, match=r"buffer must be an int in \[max_new_tokens=40, 96\]"):
+        generate.generate(model, PROMPT, max_new_tokens=40, buffer=20)
     with pytest.raises(TypeError, match="sampler must be one of"):
         generate.generate(model, PROMPT, sampler="greedy")
     with pytest.raises(TypeError, match="model must be a kl.models.TinyGPT"):

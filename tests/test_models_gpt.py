@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from kitchenlab import generate, kv_cache
 from kitchenlab.config import GPTConfig
@@ -107,6 +108,22 @@ def test_step_is_pure_and_hashable(model):
     np.testing.assert_allclose(logits, model(tokens), atol=ATOL)
     with pytest.raises(TypeError, match="model must be a kl.models.TinyGPT"):
         split_gpt("chef")
+
+
+def test_make_gpt_draws_what_the_constructor_draws():
+    """make_gpt fills the weights on the host with the constructor's distributions."""
+    cfg = GPTConfig.default()
+    ours = split_gpt(make_gpt(cfg, seed=0))[1]
+    ref = split_gpt(TinyGPT(cfg, rngs=nnx.Rngs(0)))[1]
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(ours), jax.tree.leaves(ref)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+        if a.std() == 0:
+            np.testing.assert_array_equal(a, b)  # biases 0, norm scales 1
+        else:
+            assert abs(a.std() / b.std() - 1) < 0.05, jax.tree_util.keystr(path)
+    again = split_gpt(make_gpt(cfg, seed=0))[1]
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(ours), jax.tree.leaves(again)))
 
 
 def test_bad_inputs(model):

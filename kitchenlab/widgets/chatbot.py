@@ -52,14 +52,21 @@ class Tasting:
 
 
 def temperature_panel(model, order: str = "Make a birthday cake", prefix: str = "Birthday ", *,
-                      max_new_tokens: int = 200, seed: int = 0) -> Panel:
-    """Temperature and top-k sliders -> next-character bars and the recipe written."""
+                      max_new_tokens: int = 200, buffer: int | None = None,
+                      seed: int = 0) -> Panel:
+    """Temperature and top-k sliders -> next-character bars and the recipe written.
+
+    ``buffer`` is passed to ``kl.generate.generate`` (the same buffer as other calls shares
+    their compiled programs).
+    """
     prompt = text.prompt(order) + prefix
     tokenizer = text.CharTokenizer()
     step, params = generate._check_model(model)
     ids, start = generate.encode_prompts(prompt)
+    size = ids.shape[1] + generate._buffer(ids.shape[1], max_new_tokens, step.config.context,
+                                           buffer)
     logits = generate.prefill(step, params, jnp.asarray(ids), jnp.asarray(start),
-                              size=ids.shape[1] + 1)[0]  # (1, V), computed once
+                              size=size)[0]  # (1, V): the bars' logits, computed once
     order_of = np.argsort(-np.asarray(logits[0]), kind="stable")[:N_BARS]
     tokens = tokenizer.tokens()
 
@@ -67,7 +74,7 @@ def temperature_panel(model, order: str = "Make a birthday cake", prefix: str = 
         sampler = generate.TopK(int(top_k), float(temperature))
         probs = np.asarray(sampler.probs(logits))[0]
         served = generate.generate((step, params), prompt, max_new_tokens=max_new_tokens,
-                                   sampler=sampler, seed=seed)
+                                   sampler=sampler, seed=seed, buffer=buffer)
         return Tasting(float(temperature), int(top_k), tuple(tokens[i] for i in order_of),
                        probs[order_of], prefix, served.text, bool(served.ended[0]),
                        int(served.counts[0]))
