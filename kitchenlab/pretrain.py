@@ -37,7 +37,7 @@ from flax import nnx
 
 from kitchenlab import text
 from kitchenlab.config import GPTConfig
-from kitchenlab.models import TinyGPT, abstract_gpt, count_params, make_gpt
+from kitchenlab.models import TinyGPT, abstract_gpt, count_params
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 CHEFS = ("target", "draft")
@@ -164,16 +164,26 @@ class PretrainResult:
 
 
 def pretrain(model_config: GPTConfig, cfg: PretrainConfig, corpus: text.Corpus, *,
+             model: TinyGPT | None = None,
              on_chunk: Callable[[int, float], None] | None = None) -> PretrainResult:
-    """Train a fresh TinyGPT on ``corpus``; ``on_chunk(step, mean_loss)`` after each chunk."""
+    """Train a TinyGPT on ``corpus``; ``on_chunk(step, mean_loss)`` after each chunk.
+
+    Starts from ``model`` (its knobs are copied, not changed) or, by default, from
+    ``TinyGPT(model_config, rngs=nnx.Rngs(cfg.seed))`` -- the initialisation the shipped
+    chefs were trained from.
+    """
     if cfg.seq_len > model_config.context:
         raise ValueError(f"seq_len ({cfg.seq_len}) must be <= the model's context "
                          f"({model_config.context})")
     if model_config.vocab_size != corpus.tokenizer.vocab_size:
         raise ValueError(f"model vocab_size {model_config.vocab_size} != tokenizer's "
                          f"{corpus.tokenizer.vocab_size}")
-    model = make_gpt(model_config, seed=cfg.seed)
+    if model is None:
+        model = TinyGPT(model_config, rngs=nnx.Rngs(cfg.seed))
+    elif model.config != model_config:
+        raise ValueError(f"model has config {model.config}, expected {model_config}")
     graphdef, params = nnx.split(model)
+    params = jax.tree.map(jnp.copy, params)  # training donates its buffers: keep the caller's
     tx = make_optimizer(cfg)
     opt_state = tx.init(params)
     ids = jnp.asarray(np.concatenate([corpus.ids("train"), np.zeros(cfg.seq_len + 1, np.int32)]))
@@ -193,8 +203,8 @@ def pretrain(model_config: GPTConfig, cfg: PretrainConfig, corpus: text.Corpus, 
         done += n
         if on_chunk is not None:
             on_chunk(done, float(chunk_losses.mean()))
-    nnx.update(model, params)
-    return PretrainResult(model, np.concatenate(losses), time.perf_counter() - t0, cfg)
+    return PretrainResult(nnx.merge(graphdef, params), np.concatenate(losses),
+                          time.perf_counter() - t0, cfg)
 
 
 # ---------------------------------------------------------------- the shelf: save and load

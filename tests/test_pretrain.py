@@ -15,6 +15,7 @@ import pytest
 
 from kitchenlab import pretrain, text
 from kitchenlab.config import GPTConfig
+from kitchenlab.models import make_gpt
 
 TOLERANCE = 0.002  # nats per character
 
@@ -50,17 +51,23 @@ def test_pretrain_script_runs_a_few_steps(tmp_path, capsys):
     assert "step     4/4" in capsys.readouterr().err
 
 
-def test_training_lowers_the_loss():
+def test_training_lowers_the_loss_and_leaves_the_start_untouched():
     corpus = text.corpus(100, 10)
     cfg = pretrain.PretrainConfig(steps=30, batch_size=4, seq_len=64, warmup=5, chunk=10,
                                   learning_rate=3e-3)
-    result = pretrain.pretrain(GPTConfig.tiny(), cfg, corpus)
+    start = make_gpt(GPTConfig.tiny(), seed=2)
+    before = np.asarray(start.token_embed.embedding[...]).copy()
+    result = pretrain.pretrain(GPTConfig.tiny(), cfg, corpus, model=start)
     assert result.losses.shape == (30,)
     assert result.losses[-5:].mean() < result.losses[:5].mean() - 0.5
+    np.testing.assert_array_equal(start.token_embed.embedding[...], before)
+    assert not np.array_equal(result.model.token_embed.embedding[...], before)
+    with pytest.raises(ValueError, match="model has config"):
+        pretrain.pretrain(GPTConfig.default(), cfg, corpus, model=start)
 
 
 def test_float16_round_trip(tmp_path):
-    model = pretrain.to_float16(pretrain.make_gpt(GPTConfig.tiny(), seed=1))
+    model = pretrain.to_float16(make_gpt(GPTConfig.tiny(), seed=1))
     pretrain.save(model, "chef", {"seed": 1}, folder=tmp_path)
     loaded = pretrain.load("chef", folder=tmp_path)
     tokens = jnp.arange(2, 12)[None]
