@@ -182,8 +182,9 @@ def test_bad_requests(model):
         generate.generate(model, PROMPT, max_new_tokens=0)
     with pytest.raises(ValueError, match=r"the prompt takes 192 tokens \(padded\), but the context"):
         generate.generate(model, "a" * 170)
-    with pytest.raises(ValueError, match=r"max_new_tokens must be <= 128"):
-        generate.generate(model, PROMPT, max_new_tokens=129)
+    with pytest.raises(ValueError, match=r"max_new_tokens must be <= 96 \(context 160 minus the "
+                                         r"prompt's 64 padded tokens\), got 97"):
+        generate.generate(model, PROMPT, max_new_tokens=97)
     with pytest.raises(ValueError, match=r"buffer must be an int in \[max_new_tokens=40, 96\]"):
         generate.generate(model, PROMPT, max_new_tokens=40, buffer=20)
     with pytest.raises(TypeError, match="sampler must be one of"):
