@@ -6,13 +6,18 @@ positions written so far, plus ``length`` (how many positions hold real cream). 
 takes a cache and returns a new one -- nothing is mutated, so a cache can be copied, kept,
 compared or rolled back (speculative decoding drops the tokens a verifier rejected).
 
-Layout (one pair of arrays per layer, measured on XLA CPU, see notebook 07):
+Layout (one pair of arrays per layer, measured on XLA CPU, see benchmarks/bench_gen.py):
 
-* keys and values are ``(B * H_kv, S, hd)``: batch B, key/value heads H_kv, S cache slots,
-  head width hd -- the bytes of the usual ``(B, H_kv, S, hd)`` with the first two axes
-  merged. For batch 1 that is ``(H_kv, S, hd)``: no axis of size 1, which matters -- with
-  a ``(1, H, S, hd)`` cache XLA CPU copied every cache array on every token (32 cache-sized
-  copies per token for 4 layers, ~2x slower). ``layer_view(i)`` gives the 4-d view.
+* values are ``(B * H_kv, S, hd)``: batch B, key/value heads H_kv, S cache slots, head
+  width hd -- the bytes of the usual ``(B, H_kv, S, hd)`` with the first two axes merged.
+  For batch 1 that is ``(H_kv, S, hd)``: no axis of size 1, which matters -- with a
+  ``(1, H, S, hd)`` cache XLA CPU copied every cache array on every token (32 cache-sized
+  copies per token for 4 layers, ~2x slower).
+* keys are stored transposed, ``(B * H_kv, hd, S)``: the scores q . K^T then read them in
+  the order the matrix product wants. Stored like the values, XLA CPU repacked every
+  layer's keys on every token (that product took 2.7x the time of probs . V); transposed,
+  decoding ran 5-7 % faster at batch 1 and 13-24 % at batch 16 (same run, one core).
+  ``layer_view(i, "keys")`` gives the usual ``(B, H_kv, S, hd)`` view (a transposed copy).
 * heads before positions: ``(B, H, S, hd)`` decoded ~3x faster than ``(B, S, H, hd)`` (a
   transpose per token otherwise);
 * one array per layer, not one stacked array: updating a slice of a stacked array made XLA
@@ -41,7 +46,7 @@ from kitchenlab.config import GPTConfig
 class KVCache:
     """The fridge: per-layer keys and values, the filled length and per-row padding."""
 
-    keys: tuple  # per layer: (B * H_kv, S, hd) float32
+    keys: tuple  # per layer: (B * H_kv, hd, S) float32 (transposed: see the module notes)
     values: tuple  # per layer: (B * H_kv, S, hd) float32
     length: jax.Array  # () int32: slots [0, length) hold cream (the same for every row)
     start: jax.Array  # (B,) int32: left-padding slots of each row (masked out)
@@ -53,16 +58,18 @@ class KVCache:
 
     @property
     def n_kv_head(self) -> int:
-        return self.keys[0].shape[0] // self.batch
+        return self.values[0].shape[0] // self.batch
 
     @property
     def size(self) -> int:
         """Slots S: the most positions this cache can hold."""
-        return self.keys[0].shape[1]
+        return self.values[0].shape[1]
 
     def layer_view(self, layer: int, which: str = "keys") -> jax.Array:
-        """Layer ``layer``'s keys or values as ``(B, H_kv, S, hd)`` (a reshape, no copy)."""
-        arr = {"keys": self.keys, "values": self.values}[which][layer]
+        """Layer ``layer``'s keys or values as ``(B, H_kv, S, hd)``."""
+        if which not in ("keys", "values"):
+            raise ValueError(f"which must be 'keys' or 'values', got {which!r}")
+        arr = self.values[layer] if which == "values" else self.keys[layer].transpose(0, 2, 1)
         return arr.reshape(self.batch, self.n_kv_head, *arr.shape[1:])
 
 
@@ -74,24 +81,29 @@ def init(config: GPTConfig, batch: int = 1, size: int | None = None, *, start=No
         raise ValueError(f"batch must be a positive int, got {batch!r}")
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= config.context:
         raise ValueError(f"size must be an int in [1, context={config.context}], got {size!r}")
-    shape = (batch * config.n_kv_head, size, config.head_dim)
-    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(config.n_layer))
+    rows = batch * config.n_kv_head
+    keys = tuple(jnp.zeros((rows, config.head_dim, size), dtype) for _ in range(config.n_layer))
+    values = tuple(jnp.zeros((rows, size, config.head_dim), dtype) for _ in range(config.n_layer))
     start = jnp.zeros((batch,), jnp.int32) if start is None else jnp.asarray(start, jnp.int32)
     if start.shape != (batch,):
         raise ValueError(f"start must have shape ({batch},), got {tuple(start.shape)}")
-    return KVCache(zeros, zeros, jnp.int32(0), start, batch)
+    return KVCache(keys, values, jnp.int32(0), start, batch)
 
 
 def write(cache: KVCache, layer: int, k: jax.Array, v: jax.Array) -> KVCache:
     """Put T new tokens' keys and values (each ``(B * H_kv, T, hd)``) of ``layer`` at ``length``.
 
+    Keys go in transposed (the cache keeps them ``(B * H_kv, hd, S)``).
+
     ``length`` itself moves on in ``advance`` (once, after every layer has written).
     """
-    at = (jnp.int32(0), cache.length, jnp.int32(0))
+    zero = jnp.int32(0)
     keys = list(cache.keys)
     values = list(cache.values)
-    keys[layer] = lax.dynamic_update_slice(keys[layer], k.astype(keys[layer].dtype), at)
-    values[layer] = lax.dynamic_update_slice(values[layer], v.astype(values[layer].dtype), at)
+    keys[layer] = lax.dynamic_update_slice(  # keys transposed: (B*H_kv, hd, T) at column `length`
+        keys[layer], k.transpose(0, 2, 1).astype(keys[layer].dtype), (zero, zero, cache.length))
+    values[layer] = lax.dynamic_update_slice(
+        values[layer], v.astype(values[layer].dtype), (zero, cache.length, zero))
     return dataclasses.replace(cache, keys=tuple(keys), values=tuple(values))
 
 
@@ -113,10 +125,10 @@ def rollback(cache: KVCache, length, *, clear: bool = False) -> KVCache:
     cache = dataclasses.replace(cache, length=length)
     if not clear:
         return cache
-    keep = (jnp.arange(cache.size) < length)[None, :, None]  # (1, S, 1)
+    keep = jnp.arange(cache.size) < length  # (S,)
     return dataclasses.replace(
-        cache, keys=tuple(jnp.where(keep, a, 0) for a in cache.keys),
-        values=tuple(jnp.where(keep, a, 0) for a in cache.values))
+        cache, keys=tuple(jnp.where(keep[None, None, :], a, 0) for a in cache.keys),
+        values=tuple(jnp.where(keep[None, :, None], a, 0) for a in cache.values))
 
 
 def filled(cache: KVCache, layer: int = 0, which: str = "keys") -> np.ndarray:

@@ -117,11 +117,14 @@ class Attention(nnx.Module):
         kv = self.key_value(x).reshape(b, t, 2, hkv, d)
         k = kv[:, :, 0].transpose(0, 2, 1, 3).reshape(b * hkv, t, d)  # (B*Hkv, T, D)
         v = kv[:, :, 1].transpose(0, 2, 1, 3).reshape(b * hkv, t, d)
-        if cache is not None:  # 1) into the fridge at slot `length`, then read the whole fridge
+        if cache is None:  # training: the T tokens attend to each other
+            n_keys = t
+            scores = jnp.einsum("bqd,bkd->bqk", q, k) * (d ** -0.5)  # (B*Hkv, G*T, T)
+        else:  # into the fridge at slot `length`, then read the whole fridge
             cache = _kv.write(cache, layer, k, v)
-            k, v = cache.keys[layer], cache.values[layer]  # (B*Hkv, S, D)
-        n_keys = k.shape[1]
-        scores = jnp.einsum("bqd,bkd->bqk", q, k) * (d ** -0.5)  # (B*Hkv, G*T, K)
+            keys_t, v = cache.keys[layer], cache.values[layer]  # (B*Hkv, D, S), (B*Hkv, S, D)
+            n_keys = cache.size
+            scores = jnp.einsum("bqd,bdk->bqk", q, keys_t) * (d ** -0.5)  # (B*Hkv, G*T, S)
         causal = jnp.arange(n_keys)[None, :] <= positions[:, None]  # (T, K)
         ok = causal[None, None, None] & key_ok  # (B or 1, 1, 1, T, K)
         scores = jnp.where(ok, scores.reshape(b, hkv, g, t, n_keys), _NEG)  # (B, Hkv, G, T, K)

@@ -95,7 +95,7 @@ def test_classic_multi_head_attention_too():
     tokens = _tokens(2, 8)
     logits, cache = model(tokens, kv_cache.init(cfg, 2, 8))
     np.testing.assert_allclose(logits, model(tokens), atol=ATOL)
-    assert cache.keys[0].shape == (2 * cfg.n_head, 8, cfg.head_dim)
+    assert cache.values[0].shape == (2 * cfg.n_head, 8, cfg.head_dim)
 
 
 def test_step_is_pure_and_hashable(model):
