@@ -13,7 +13,7 @@ and the Python loop around the chunks only reports progress.
 
 Run time of the shipped chefs on the project's machine (2 CPU cores, shared with other jobs,
 so the wall clock is an upper bound): the target, 1 000 steps of 16 x 512 characters, took
-88 min (5.3 s per step while the cores were busy, ~1.5 s when they were not); the draft, 800
+88 min (up to 8 s per step while the cores were busy, 2.5 s in quieter spells); the draft, 800
 steps, 4 min. Both records (``<name>.json``) hold their own ``train_seconds``.
 
 The shipped weights are stored as float16 (``<name>.npz``, half the bytes) next to
