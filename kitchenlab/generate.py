@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import time
 from typing import Iterator
 
@@ -401,6 +402,18 @@ def stream(model, prompt: str, *, max_new_tokens: int = 256, sampler=None, seed:
 
 
 # ---------------------------------------------------------------- measuring the service
+def cache_copies(hlo: str, slots: int) -> list[str]:
+    """Shapes of the ``copy`` ops in compiled HLO text that carry a cache's slot axis.
+
+    ``hlo`` is ``jax.jit(f).lower(...).compile().as_text()`` of a generation loop whose
+    caches have ``slots`` slots. A healthy loop has none: a copy of the cache on every token
+    costs a whole read and write of the fridge (see ``kl.kv_cache``'s layout notes).
+    """
+    shapes = re.findall(r"= (f32\[[0-9,]*\])\{[^}]*\} copy\(", hlo)
+    return [shape for shape in shapes if str(slots) in shape[4:-1].split(",")]
+
+
+
 def tokens_per_second(model, prompt: str, n_tokens: int, *, batch: int = 1,
                       use_cache: bool = True, repeats: int = 5, window: int = WINDOW,
                       buffer: int | None = None, warmup: bool = True) -> dict:

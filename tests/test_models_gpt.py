@@ -4,8 +4,6 @@ Tolerance: logits agree to 2e-5 (absolute) between the cached and the full forwa
 the same float32 arithmetic summed in a different order (a (B, T) matmul vs T matvecs).
 """
 
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -142,12 +140,6 @@ def test_bad_inputs(model):
     assert isinstance(make_gpt(CFG), TinyGPT)
 
 
-def _cache_sized_copies(hlo: str, slots: int) -> list[str]:
-    """Copy ops whose result has the cache's slot axis (S) in its shape."""
-    return [m for m in re.findall(r"= (f32\[[0-9,]*\])\{[^}]*\} copy\(", hlo)
-            if str(slots) in m[4:-1].split(",")]
-
-
 @pytest.mark.parametrize("batch", [1, 4])
 def test_the_compiled_loop_copies_no_cache(batch):
     """The generation loop of the shipped shape (4 blocks, width 192) holds no cache-sized copy.
@@ -165,7 +157,7 @@ def test_the_compiled_loop_copies_no_cache(batch):
         window=generate.WINDOW).compile().as_text()
     slots = ids.shape[1] + max_new
     assert "while" in hlo
-    assert _cache_sized_copies(hlo, slots) == []
+    assert generate.cache_copies(hlo, slots) == []
     # The check itself finds such copies: a (1, H, S, hd) cache written and read in a loop.
     def bad_loop(cache, q):
         def body(i, c):
@@ -174,4 +166,4 @@ def test_the_compiled_loop_copies_no_cache(batch):
         return jax.lax.fori_loop(0, 10, body, cache)
 
     bad = jax.jit(bad_loop).lower(jnp.zeros((1, 6, slots, 32)), jnp.ones((1, 6, 32)))
-    assert _cache_sized_copies(bad.compile().as_text(), slots)
+    assert generate.cache_copies(bad.compile().as_text(), slots)
