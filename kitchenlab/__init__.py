@@ -11,8 +11,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "data", "models", "optim", "train", "sweep", "evaluate", "regularize",
-               "experiments", "quantize", "quant_speed", "onnx_export", "prune", "drift",
-               "finetune", "distributed", "chain", "plots", "widgets", "checks", "serve")
+               "experiments", "quantize", "quant_speed", "onnx_export", "prune", "text",
+               "kv_cache", "generate", "pretrain", "drift", "finetune", "distributed", "chain",
+               "plots", "widgets", "checks", "serve")
 
 
 def __getattr__(name):  # lazy submodules: `kl.train` imports jax only when first used

@@ -127,3 +127,59 @@ class TrainConfig:
     @classmethod
     def default(cls) -> "TrainConfig":
         return cls()
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig:
+    """The chatbot chef's recipe book: a character-level GPT (notebook 07).
+
+    ``n_kv_head < n_head`` is grouped-query attention: ``n_head // n_kv_head`` query heads
+    share one key/value head, so the KV cache (the fridge) is that many times smaller.
+    """
+
+    vocab_size: int = 77  # characters the chef reads and writes (kl.text.CharTokenizer)
+    context: int = 512  # longest text (order + recipe) the chef can hold, in tokens
+    n_layer: int = 4  # transformer blocks (courses served one after another)
+    width: int = 192  # embedding width d_model (knobs per token per block)
+    n_head: int = 6  # query heads per attention layer
+    n_kv_head: int = 2  # key/value heads (= n_head: classic multi-head attention)
+    mlp_ratio: int = 4  # hidden width of each block's MLP, in multiples of ``width``
+
+    def __post_init__(self):
+        for name in ("vocab_size", "context", "n_layer", "width", "n_head", "n_kv_head",
+                     "mlp_ratio"):
+            _check_positive_int(name, getattr(self, name))
+        if self.vocab_size < 3:
+            raise ValueError(f"vocab_size must be >= 3 (pad, end and one character), "
+                             f"got {self.vocab_size}")
+        if self.width % self.n_head:
+            raise ValueError(f"width must be divisible by n_head ({self.n_head}), got {self.width}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head, "
+                             f"got n_kv_head={self.n_kv_head}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.n_head
+
+    def replace(self, **changes) -> "GPTConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def tiny(cls) -> "GPTConfig":
+        """Small enough for unit tests (a few thousand knobs)."""
+        return cls(context=64, n_layer=2, width=32, n_head=4, n_kv_head=2)
+
+    @classmethod
+    def default(cls) -> "GPTConfig":
+        """The target chef shipped in kitchenlab/weights (4 blocks, width 192)."""
+        return cls()
+
+    @classmethod
+    def draft(cls) -> "GPTConfig":
+        """The commis: one block, width 128 (for speculative decoding, notebook 08)."""
+        return cls(n_layer=1, width=128, n_head=4, n_kv_head=2)

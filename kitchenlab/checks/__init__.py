@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 _MODULES = ("tour", "recipe", "apprenticeship", "tasters", "rules", "service", "spice",
-            "complaints", "chain")
+            "chatbot", "complaints", "chain")
 
 
 class Feedback:

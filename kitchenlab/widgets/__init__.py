@@ -26,7 +26,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-_TOPICS = ("apprenticeship", "tasters", "rules", "service", "spice", "complaints")
+_TOPICS = ("apprenticeship", "tasters", "rules", "service", "spice", "chatbot", "complaints")
 
 
 def __getattr__(name):

@@ -94,6 +94,16 @@ NOTEBOOK_CASES = [
                Move(("End",), r"severity 1\.00\b.*ALARM", "largest")),
         rapid=Rapid("ArrowRight", 10, r"severity 0\.50\b", start=("Home",)),
     ),
+    # temperature 0 ... 2 in steps of 0.1, starting at 0 (greedy); top-k shares the panel.
+    SliderCase(
+        id="07_layer_by_layer",
+        notebook="07_*.ipynb",
+        slider="temperature",
+        moves=(Move(("End",), r"temperature 2\.00\b.*sampling", "hot"),
+               Move(("Home",), r"temperature 0\.00\b.*greedy", "greedy"),
+               Move(("PageUp", "PageUp"), r"temperature 1\.00\b.*sampling", "warm")),
+        rapid=Rapid("ArrowRight", 10, r"temperature 1\.00\b", start=("Home",)),
+    ),
 ]
 
 
