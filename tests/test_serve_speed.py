@@ -164,3 +164,27 @@ def test_queue_rejects_bad_settings(service):
         kl.serve.OrderQueue(svc, max_batch=2).replay(kitchen.raw.train.x[:3], [2.0, 1.0, 3.0])
     with pytest.raises(ValueError, match="rate"):
         kl.serve.poisson_arrivals(3, 0.0)
+
+
+def test_a_replay_on_a_cost_model_is_deterministic(service):
+    """With tray_cost, the clock follows the model, not this machine's hiccups: two replays
+    give identical latencies, each tray costs what its padded size measured, and a rush of
+    trays of one grows exactly as n * (cost - gap)."""
+    svc, kitchen = service
+    x = kitchen.raw.train.x[:60]
+    cost = kl.serve.tray_costs([{"batch": 1, "latency_s": 0.002}, {"batch": 2, "latency_s": 0.0025},
+                                {"batch": 4, "latency_s": 0.003}, {"batch": 8, "latency_s": 0.004}])
+    assert [cost(n) for n in (1, 2, 3, 5, 8)] == [0.002, 0.0025, 0.003, 0.004, 0.004]
+    with pytest.raises(ValueError, match="no measured tray of 16 orders"):
+        cost(9)
+    arrivals = kl.serve.poisson_arrivals(60, 300.0, seed=1)
+    queue = kl.serve.OrderQueue(svc, max_batch=8, max_wait=0.001)
+    a, b = (queue.replay(x, arrivals, tray_cost=cost) for _ in range(2))
+    np.testing.assert_array_equal(a.latencies, b.latencies)
+    np.testing.assert_array_equal(a.tray_seconds, [cost(n) for n in a.tray_sizes])
+    np.testing.assert_array_equal(a.labels, svc.predict(x).label_ids)
+    rush = np.arange(60) * 0.001  # one order per ms, each tray of one takes 2 ms
+    r = kl.serve.OrderQueue(svc, max_batch=1).replay(x, rush, tray_cost=cost)
+    np.testing.assert_allclose(r.latencies, 0.002 + np.arange(60) * 0.001, atol=1e-12)
+    with pytest.raises(TypeError, match="tray_cost must be a function"):
+        queue.replay(x, arrivals, tray_cost=0.002)

@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from kitchenlab.serve.batching import OrderQueue, QueueReport, batch_sweep, poisson_arrivals
+from kitchenlab.serve.batching import (OrderQueue, QueueReport, batch_sweep, poisson_arrivals,
+                                       tray_costs)
 from kitchenlab.serve.compilation import compare_compile_modes, time_call
 from kitchenlab.serve.artifact import (FORMAT_VERSION, checksum, is_laminated, laminate,
                                        load_model, read_manifest)
@@ -24,5 +25,6 @@ from kitchenlab.serve.registry import Registry
 __all__ = ["laminate", "load_model", "read_manifest", "is_laminated", "checksum",
            "FORMAT_VERSION", "Service", "open_restaurant", "Plated", "Verdict", "softmax",
            "predict_in_fresh_process", "compare_compile_modes", "time_call", "batch_sweep",
-           "OrderQueue", "QueueReport", "poisson_arrivals", "CONVERSIONS", "to_default_unit",
+           "OrderQueue", "QueueReport", "poisson_arrivals", "tray_costs", "CONVERSIONS",
+           "to_default_unit",
            "Registry", "Monitor"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -49,6 +49,24 @@ def batch_sweep(service, x_raw: np.ndarray, *, batch_sizes: Sequence[int] = POWE
         latency = statistics.median(times[b])
         rows.append({"batch": b, "latency_s": latency, "throughput": b / latency})
     return rows
+
+
+def tray_costs(rows: list[dict]) -> Callable[[int], float]:
+    """``cost(n)``: seconds for a tray of ``n`` orders, from ``batch_sweep`` rows (medians).
+
+    A tray of ``n`` is baked on the compiled tray the service pads it to
+    (``kl.serve.service.tray_size``), so it costs what that tray size measured.
+    """
+    latency = {int(r["batch"]): float(r["latency_s"]) for r in rows}
+
+    def cost(n: int) -> float:
+        size = tray_size(n)
+        if size not in latency:
+            raise ValueError(f"no measured tray of {size} orders (a tray of {n} is padded to "
+                             f"{size}); measured sizes: {sorted(latency)}")
+        return latency[size]
+
+    return cost
 
 
 def poisson_arrivals(n: int, rate: float, *, seed: int = 0) -> np.ndarray:
@@ -113,8 +131,19 @@ class OrderQueue:
         """Serve one tray (k, F) of raw orders; label ids (k,)."""
         return self.service.predict(x_raw).label_ids
 
-    def replay(self, x_raw: np.ndarray, arrivals: np.ndarray) -> QueueReport:
-        """Serve orders ``x_raw`` (N, F) arriving at times ``arrivals`` (N,) seconds, sorted."""
+    def replay(self, x_raw: np.ndarray, arrivals: np.ndarray, *,
+               tray_cost: Callable[[int], float] | None = None) -> QueueReport:
+        """Serve orders ``x_raw`` (N, F) arriving at times ``arrivals`` (N,) seconds, sorted.
+
+        Every tray is really served. Its measured time moves the clock on, unless
+        ``tray_cost(n)`` gives the seconds a tray of ``n`` orders takes (e.g.
+        ``tray_costs(batch_sweep(...))``, the median of many measured trays): then the
+        replay is a deterministic simulation of this kitchen's measured speed, which a
+        hiccup of a busy machine during the replay cannot tip.
+        """
+        if tray_cost is not None and not callable(tray_cost):
+            raise TypeError(f"tray_cost must be a function (orders on the tray) -> seconds, "
+                            f"got {type(tray_cost).__name__}")
         x_raw = self.service.measure(x_raw)
         arrivals = np.asarray(arrivals, np.float64)
         n = x_raw.shape[0]
@@ -131,7 +160,8 @@ class OrderQueue:
             j = max(j, i + 1)
             t0 = time.perf_counter()
             labels[i:j] = self.serve_tray(x_raw[i:j])
-            seconds.append(time.perf_counter() - t0)
+            seconds.append(time.perf_counter() - t0 if tray_cost is None
+                           else float(tray_cost(j - i)))
             done = t_send + seconds[-1]
             latencies[i:j] = done - arrivals[i:j]
             trays.append(j - i)
