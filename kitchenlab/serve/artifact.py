@@ -23,23 +23,21 @@ a hidden ``.<name>.*.tmp`` folder beside the model; it is never read and safe to
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
 import stat
-import sys
 import tempfile
-import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from kitchenlab.serve.durable import fsync_dir, fsync_tree, replace_folder, write_durably
 
 FORMAT = "kitchenlab-laminated-model"
 # The folder layout's version. A loader reads every version from 1 up to its own and refuses
@@ -201,7 +199,7 @@ def laminate(model, folder, *, normalizer, force: bool = False,
         if not np.all(np.isfinite(a)):
             raise ValueError(f"model weight {key!r} contains NaN/inf: refusing to laminate a "
                              "diverged model")
-    final = _target(folder, "folder")
+    final = target_path(folder, "folder")
     if final.exists():
         if not force:
             raise FileExistsError(f"folder {str(final)!r} already exists; pass force=True to "
@@ -251,7 +249,7 @@ def laminate(model, folder, *, normalizer, force: bool = False,
         _make_read_only(tmp)
         fsync_tree(tmp)  # every byte on disk before the model becomes visible
         _reached("manifest")
-        _swap_into_place(tmp, final)
+        replace_folder(tmp, final, on_swapped=lambda: _reached("swapped"))
         fsync_dir(final.parent)  # the rename itself on disk
     finally:
         if tmp.exists():
@@ -267,41 +265,8 @@ def _reached(step: str) -> None:
     """
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` and flush it to disk (``fsync``) before returning."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a folder's entries (creations, renames) durable; a no-op where unsupported."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(root: Path) -> None:
-    """``fsync`` every file and folder below ``root``."""
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(dirpath))
-
-
-def _target(folder, name: str) -> Path:
+def target_path(folder, name: str) -> Path:
+    """``folder`` as an absolute path; a clear TypeError names ``name`` if it is no path."""
     if not isinstance(folder, (str, os.PathLike)):
         raise TypeError(f"{name} must be a path (str or pathlib.Path), got {type(folder).__name__}")
     return Path(os.path.abspath(os.path.expanduser(os.fspath(folder))))
@@ -313,51 +278,6 @@ def _make_read_only(root: Path) -> None:
         for f in files:
             p = os.path.join(dirpath, f)
             os.chmod(p, os.stat(p).st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
-
-    Returns False where the system or the file system cannot (then nothing happened).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # a libc without renameat2 (glibc < 2.28, musl)
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, f"could not swap {str(a)!r} and {str(b)!r}: {os.strerror(err)}")
-
-
-def _swap_into_place(tmp: Path, final: Path) -> None:
-    """Put ``tmp`` at ``final``; an existing ``final`` is swapped out atomically, then removed.
-
-    Where the atomic exchange is unavailable, the old model is moved aside first and put
-    back if the second rename fails (for an instant the path is empty, never half-written).
-    """
-    if not final.exists():
-        os.rename(tmp, final)
-        _reached("swapped")
-        return
-    if _exchange(tmp, final):  # now tmp holds the old model
-        _reached("swapped")
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(final, old)
-    try:
-        os.rename(tmp, final)
-    except BaseException:
-        os.rename(old, final)
-        raise
-    _reached("swapped")
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- reading
@@ -374,7 +294,7 @@ def read_manifest(folder) -> dict:
     """Read and validate ``folder/manifest.json``; returns it with ``config`` as an MLPConfig."""
     from kitchenlab.config import MLPConfig
 
-    root = _target(folder, "folder")
+    root = target_path(folder, "folder")
     if not root.exists():
         raise FileNotFoundError(f"folder {str(root)!r} does not exist")
     if not root.is_dir():

@@ -33,6 +33,7 @@ import uuid
 from pathlib import Path
 
 from kitchenlab.serve import artifact as lam
+from kitchenlab.serve.durable import fsync_dir, write_durably
 
 ALIASES, HISTORY, STAGING = "aliases.json", "history.jsonl", ".staging"
 ALIAS_NAMES = ("current", "previous")
@@ -56,14 +57,14 @@ class Registry:
     """Versioned laminated models under ``root`` (created if missing), with aliases."""
 
     def __init__(self, root, *, create: bool = True):
-        self.root = lam._target(root, "root")
+        self.root = lam.target_path(root, "root")
         if self.root.exists() and not self.root.is_dir():
             raise ValueError(f"root must be a folder, got a file: {str(self.root)!r}")
         if not self.root.exists():
             if not create:
                 raise FileNotFoundError(f"registry {str(self.root)!r} does not exist")
             self.root.mkdir(parents=True)
-            lam.fsync_dir(self.root.parent)
+            fsync_dir(self.root.parent)
 
     def __repr__(self) -> str:
         return (f"Registry({str(self.root)!r}: versions {self.versions()}, "
@@ -143,7 +144,7 @@ class Registry:
             self._add_lineage(built, lineage)
             _reached("staged")
             os.rename(built, final)  # replaces the empty reserved folder in one step
-            lam.fsync_dir(self.root)
+            fsync_dir(self.root)
             _reached("published")
         except BaseException:
             if final.is_dir() and not any(final.iterdir()):
@@ -163,10 +164,10 @@ class Registry:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         manifest["lineage"] = lineage
         tmp = folder / f".{lam.MANIFEST}.tmp"
-        lam.write_durably(tmp, json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8"))
+        write_durably(tmp, json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8"))
         os.chmod(tmp, 0o444)
         os.replace(tmp, path)
-        lam.fsync_dir(folder)
+        fsync_dir(folder)
 
     # ------------------------------------------------------------ aliases
     def _aliases(self) -> dict:
@@ -228,14 +229,14 @@ class Registry:
         # 2) the new pointer file beside the old one, on disk before it becomes visible
         tmp = self.root / f".{ALIASES}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            lam.write_durably(tmp, json.dumps(new).encode("utf-8"))
+            write_durably(tmp, json.dumps(new).encode("utf-8"))
             _reached("written")
             # 3) one rename swaps both aliases at once; then the rename itself is made durable
             os.replace(tmp, self.root / ALIASES)
         finally:
             if tmp.exists():
                 tmp.unlink()
-        lam.fsync_dir(self.root)
+        fsync_dir(self.root)
         _reached("swapped")
 
     # ------------------------------------------------------------ history

@@ -257,7 +257,7 @@ def predict_in_fresh_process(folder, x, *, timeout: float = 120.0) -> np.ndarray
         pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [pkg_root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-        proc = subprocess.run([sys.executable, "-c", code, str(lam._target(folder, "folder")),
+        proc = subprocess.run([sys.executable, "-c", code, str(lam.target_path(folder, "folder")),
                                src, dst], capture_output=True, text=True, timeout=timeout,
                               env=env)
         if proc.returncode != 0:
