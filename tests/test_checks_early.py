@@ -23,10 +23,16 @@ def _wrong(check, *args, capsys):
 
 def test_analogy(capsys):
     _ok(tour.check_analogy, {"safety cap on the gas valve": "Gradient clipping",
-                             "pre-measured spice packets": "quantization"}, capsys=capsys)
+                             "guest tasters who give no notes": "validation",
+                             "pre-measured spice packets": "quantisation",
+                             "the judge's notes on every step": "backprop"}, capsys=capsys)
+    assert tour.check_analogy({"pre-measured spice packets": "INT8 quantization"}, required=())
     _wrong(tour.check_analogy, {"safety cap on the gas valve": "dropout"}, capsys=capsys)
     _wrong(tour.check_analogy, {"safety cap on the gas valve": None}, capsys=capsys)
     _wrong(tour.check_analogy, "gradient clipping", capsys=capsys)
+    # answering one phrase and deleting the other three is not the exercise
+    _wrong(tour.check_analogy, {"safety cap on the gas valve": "gradient clipping"},
+           capsys=capsys)
 
 
 def test_oven_converter(capsys):
@@ -35,6 +41,8 @@ def test_oven_converter(capsys):
     _wrong(tour.check_oven_converter, jax.jit(lambda f: f - 32 * 5 / 9), capsys=capsys)
     _wrong(tour.check_oven_converter, jax.jit(lambda f: f.nope), capsys=capsys)  # raises inside
     _wrong(tour.check_oven_converter, 42, capsys=capsys)
+    fixed = jax.numpy.array([100.0, 180.0, 200.0, 220.0])  # a constant stub for the 4 ovens
+    _wrong(tour.check_oven_converter, jax.jit(lambda f: fixed), capsys=capsys)
 
 
 def test_param_count(capsys):

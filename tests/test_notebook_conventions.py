@@ -44,8 +44,7 @@ def test_notebook_conventions(path):
     md = "\n".join(_source(c) for c in cells if c["cell_type"] == "markdown")
     assert re.search(r"^#+ .*recap", md, re.I | re.M), "ends with a recap section"
     assert re.search(r"^#+ .*further reading", md, re.I | re.M), "and further reading"
-    if path.stem != "00_kitchen_tour":
-        assert re.search(r"predict,? then run", md, re.I), "one 'predict, then run' question"
+    assert re.search(r"predict,? then run", md, re.I), "one 'predict, then run' question"
 
 
 def test_stated_run_times_equal_the_readme_table():

@@ -27,13 +27,25 @@ def _normalize(text) -> str:
     return " ".join(str(text).strip().lower().replace("-", " ").replace("_", " ").split())
 
 
-def check_analogy(answers) -> bool:
-    """``answers`` maps kitchen phrases (keys of ``ANALOGY``) to the ML names they stand for."""
+EXERCISE = ("safety cap on the gas valve", "guest tasters who give no notes",
+            "pre-measured spice packets", "the judge's notes on every step")  # notebook 00
+
+
+def check_analogy(answers, required=EXERCISE) -> bool:
+    """``answers`` maps kitchen phrases (keys of ``ANALOGY``) to the ML names they stand for.
+
+    Every phrase in ``required`` (the exercise's four) must be answered; other known
+    phrases may be added and are checked too.
+    """
     fb = Feedback("The analogy map")
     if not isinstance(answers, dict):
         fb.expect(False, "", f"answers should be a dict {{kitchen phrase: ML name}}, "
                   f"got {type(answers).__name__}")
         return fb.done()
+    for phrase in required:
+        if phrase not in answers:
+            fb.expect(False, "", f"{phrase!r} is missing: keep every phrase of the exercise "
+                      "and answer it")
     for phrase, accepted in ANALOGY.items():
         if phrase not in answers:
             continue
@@ -59,17 +71,27 @@ def check_oven_converter(fn) -> bool:
         return fb.done()
     fb.expect(hasattr(fn, "lower"), "it is jit-compiled",
               "wrap it with jax.jit (as a decorator @jax.jit or fn = jax.jit(fn))")
-    fahrenheit = jnp.array([212.0, 356.0, 392.0, 428.0])
-    want = jnp.array([100.0, 180.0, 200.0, 220.0])
-    try:
-        got = fn(fahrenheit)
-    except Exception as err:  # a learner's bug is feedback, not a crash
-        fb.expect(False, "", f"calling it on an array raised {type(err).__name__}: {err}")
-        return fb.done()
-    fb.expect(getattr(got, "shape", None) == fahrenheit.shape, "one answer per oven",
-              f"expected shape {fahrenheit.shape}, got {getattr(got, 'shape', None)}")
-    fb.expect(close(got, want, rtol=1e-4, atol=1e-3),
-              "212 °F → 100 °C, 356 °F → 180 °C: correct",
+    import numpy as np
+
+    # Known dials, then random ones of other sizes: a function that returns a fixed answer
+    # (or only works for 4 ovens) cannot pass.
+    dials = [jnp.array([212.0, 356.0, 392.0, 428.0])]
+    dials += [jnp.asarray(np.random.default_rng(n).uniform(-40.0, 500.0, n), jnp.float32)
+              for n in (3, 9)]
+    shapes_ok, values_ok = True, True
+    for fahrenheit in dials:
+        want = (np.asarray(fahrenheit, np.float64) - 32.0) * 5.0 / 9.0
+        try:
+            got = fn(fahrenheit)
+        except Exception as err:  # a learner's bug is feedback, not a crash
+            fb.expect(False, "", f"calling it on {fahrenheit.shape[0]} ovens raised "
+                      f"{type(err).__name__}: {err}")
+            return fb.done()
+        shapes_ok &= getattr(got, "shape", None) == fahrenheit.shape
+        values_ok &= shapes_ok and close(got, want, rtol=1e-4, atol=1e-3)
+    fb.expect(shapes_ok, "one answer per oven, for 4, 3 and 9 ovens",
+              "return one temperature per oven: work on the whole array (no fixed answer)")
+    fb.expect(values_ok, "212 °F → 100 °C, 356 °F → 180 °C, and random dials: correct",
               "°C = (°F − 32) × 5 / 9; check the order of the operations")
     return fb.done()
 
