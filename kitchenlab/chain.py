@@ -124,9 +124,11 @@ class WorkerResult:
     compiled_at: float | None = None  # seconds after the launch when its program was ready
 
     def summary(self) -> str:
-        return (f"worker {self.process_id}: drives {', '.join(self.local_devices)} of "
+        # trained numbers to 2 digits (the same on any CPU); device counts, not device ids
+        # (an id such as cpu:2048 depends on the JAX version)
+        return (f"worker {self.process_id}: drives {len(self.local_devices)} of "
                 f"{len(self.devices)} devices; {self.message}; final train loss "
-                f"{self.train_loss[-1]:.3f}, val accuracy {self.val_accuracy[-1]:.3f}")
+                f"{self.train_loss[-1]:.2f}, val accuracy {self.val_accuracy[-1]:.2f}")
 
 
 @dataclasses.dataclass

@@ -131,32 +131,50 @@ def cake_map(raw, fig=None, *, title: str | None = None):
 
 
 def latency_percentiles(ax, labels, p50, p95, p99, *, cap_ms: float | None = None,
-                        title: str | None = None):
-    """Grouped bars of p50 / p95 / p99 latency (seconds in, drawn in ms on a linear axis).
+                        log: bool = False, title: str | None = None):
+    """Grouped bars of p50 / p95 / p99 latency (seconds in, drawn in ms).
 
-    One group per queue setting (``labels``). Bars taller than ``cap_ms`` are cut at the cap
-    and labelled with their value, so a runaway queue does not flatten the rest.
+    One group per queue setting (``labels``). ``log=True`` draws a log axis, on which
+    sub-millisecond bars and a runaway queue's tens of milliseconds are all readable. On a
+    linear axis, bars taller than ``cap_ms`` are cut at the cap and labelled with their
+    value, so a runaway queue does not flatten the rest.
     """
-    from matplotlib.ticker import FormatStrFormatter
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, LogLocator, NullFormatter
 
     values = np.asarray([p50, p95, p99], dtype=float) * 1e3  # (3, G) in ms
     if values.shape[1] != len(labels):
         raise ValueError(f"labels has {len(labels)} entries but the percentiles have "
                          f"{values.shape[1]}")
+    if log and cap_ms is not None:
+        raise ValueError(f"cap_ms cuts bars on a linear axis; a log axis needs none, got "
+                         f"cap_ms={cap_ms!r} with log=True")
+    if log and not np.all(values > 0):
+        raise ValueError("a log axis needs latencies > 0")
     top = cap_ms if cap_ms is not None else float(values.max()) * 1.1
     x = np.arange(len(labels))
     for k, (name, color) in enumerate((("p50 (median guest)", PALETTE["train"]),
                                        ("p95", PALETTE["sky"]),
                                        ("p99 (1 guest in 100)", PALETTE["yellow"]))):
-        shown = np.minimum(values[k], top)
+        shown = values[k] if log else np.minimum(values[k], top)
         ax.bar(x + (k - 1) * 0.27, shown, 0.27, color=color, label=name)
-        for i in np.flatnonzero(values[k] > top):
-            ax.text(x[i] + (k - 1) * 0.27, top * 0.98, f"{values[k, i]:.0f} ms ↑", rotation=90,
-                    ha="center", va="top", fontsize=7.5, color="white")
+        if not log:
+            for i in np.flatnonzero(values[k] > top):
+                ax.text(x[i] + (k - 1) * 0.27, top * 0.98, f"{values[k, i]:.0f} ms ↑",
+                        rotation=90, ha="center", va="top", fontsize=7.5, color="white")
     ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylim(0, top)
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
-    ax.set_ylabel("latency per guest (ms)")
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(10.0 ** np.floor(np.log10(values.min() * 0.8)),
+                    10.0 ** np.ceil(np.log10(values.max() * 1.25)))
+        ax.yaxis.set_major_locator(LogLocator(base=10))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, which="minor", axis="y", alpha=0.12)
+        ax.set_ylabel("latency per guest (ms, log scale)")
+    else:
+        ax.set_ylim(0, top)
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
+        ax.set_ylabel("latency per guest (ms)")
     if title:
         ax.set_title(title)
     return ax

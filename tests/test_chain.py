@@ -127,3 +127,13 @@ def test_max_abs_diff_needs_the_same_knobs():
     assert chain.max_abs_diff(a, {"w": np.array([0, -2, 1], np.float32)}) == 2.0
     with pytest.raises(ValueError, match="different knobs"):
         chain.max_abs_diff(a, {"v": np.zeros(3)})
+
+
+def test_worker_summary_rounds_trained_numbers_and_counts_devices():
+    w = chain.WorkerResult(process_id=1, devices=["cpu:0", "cpu:2048"],
+                           local_devices=["cpu:2048"],
+                           params={}, train_loss=np.array([0.5, 0.28151]),
+                           val_accuracy=np.array([0.8, 0.90025]), message="trained 2 epochs",
+                           seconds=1.0)
+    assert w.summary() == ("worker 1: drives 1 of 2 devices; trained 2 epochs; final train loss "
+                           "0.28, val accuracy 0.90")

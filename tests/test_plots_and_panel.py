@@ -135,3 +135,22 @@ def test_latency_percentiles_cuts_runaway_bars_and_labels_them():
     assert ax.get_ylabel() == "latency per guest (ms)" and ax.get_title() == "rush"
     with pytest.raises(ValueError, match="labels has 1 entries"):
         plots.latency_percentiles(ax, ["one"], [1, 2], [1, 2], [1, 2])
+
+
+def test_latency_percentiles_on_a_log_axis_draws_every_bar_whole():
+    """A log axis spans 0.05 ms and 90 ms at once: no bar is cut, no cap label is needed."""
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    plots.latency_percentiles(ax, ["≤ 1", "≤ 8"], [0.05, 0.00005], [0.08, 0.00009],
+                              [0.09, 0.00015], log=True)
+    heights = sorted(p.get_height() for p in ax.patches)
+    assert heights == pytest.approx([0.05, 0.09, 0.15, 50, 80, 90])  # in ms
+    assert ax.get_yscale() == "log" and len(ax.texts) == 0
+    low, high = ax.get_ylim()
+    assert low == pytest.approx(0.01) and high == pytest.approx(1000)  # whole decades
+    assert "log" in ax.get_ylabel()
+    with pytest.raises(ValueError, match="cap_ms cuts bars on a linear axis"):
+        plots.latency_percentiles(ax, ["≤ 1"], [1], [1], [1], log=True, cap_ms=3.0)
+    with pytest.raises(ValueError, match="latencies > 0"):
+        plots.latency_percentiles(ax, ["≤ 1"], [0.0], [1], [1], log=True)

@@ -186,5 +186,17 @@ def test_a_replay_on_a_cost_model_is_deterministic(service):
     rush = np.arange(60) * 0.001  # one order per ms, each tray of one takes 2 ms
     r = kl.serve.OrderQueue(svc, max_batch=1).replay(x, rush, tray_cost=cost)
     np.testing.assert_allclose(r.latencies, 0.002 + np.arange(60) * 0.001, atol=1e-12)
+    assert r.busy == pytest.approx(1.0)  # the overloaded oven never rests
+    # orders 10 ms apart, each baked alone in 2 ms: the oven bakes 2 ms of every 10
+    apart = kl.serve.OrderQueue(svc, max_batch=8, max_wait=0.0).replay(
+        x, np.arange(60) * 0.01, tray_cost=cost)
+    assert apart.busy == pytest.approx(60 * 0.002 / (59 * 0.01 + 0.002))
+    # waiting 25 ms for company fills trays of 3 at 3 ms each: the same orders, a third
+    # of the oven runs, 3/6 of the baking time
+    wait = kl.serve.OrderQueue(svc, max_batch=8, max_wait=0.025).replay(
+        x, np.arange(60) * 0.01, tray_cost=cost)
+    assert wait.tray_sizes.tolist() == [3] * 20 and wait.mean_tray == 3.0
+    assert wait.busy == pytest.approx(20 * 0.003 / (59 * 0.01 + 0.005 + 0.003))
+    assert wait.p50 > apart.p50 and "oven busy" in str(wait)
     with pytest.raises(TypeError, match="tray_cost must be a function"):
         queue.replay(x, arrivals, tray_cost=0.002)

@@ -55,9 +55,14 @@ def tray_costs(rows: list[dict]) -> Callable[[int], float]:
     """``cost(n)``: seconds for a tray of ``n`` orders, from ``batch_sweep`` rows (medians).
 
     A tray of ``n`` is baked on the compiled tray the service pads it to
-    (``kl.serve.service.tray_size``), so it costs what that tray size measured.
+    (``kl.serve.service.tray_size``), so it costs what that tray size measured. A bigger
+    tray holds more work and never bakes faster: where the medians of a busy machine dip
+    with size (noise), neighbouring sizes are pooled into their mean (an isotonic fit), so
+    the costs never fall as the tray grows.
     """
-    latency = {int(r["batch"]): float(r["latency_s"]) for r in rows}
+    sizes = sorted(int(r["batch"]) for r in rows)
+    measured = {int(r["batch"]): float(r["latency_s"]) for r in rows}
+    latency = dict(zip(sizes, _non_decreasing([measured[b] for b in sizes])))
 
     def cost(n: int) -> float:
         size = tray_size(n)
@@ -67,6 +72,18 @@ def tray_costs(rows: list[dict]) -> Callable[[int], float]:
         return latency[size]
 
     return cost
+
+
+def _non_decreasing(values: list[float]) -> list[float]:
+    """The closest non-decreasing sequence in least squares (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [sum, count] of pooled neighbours
+    for v in values:
+        blocks.append([v, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    return [total / count for total, count in blocks for _ in range(count)]
 
 
 def poisson_arrivals(n: int, rate: float, *, seed: int = 0) -> np.ndarray:
@@ -104,10 +121,18 @@ class QueueReport:
     def mean_tray(self) -> float:
         return float(self.tray_sizes.mean())
 
+    @property
+    def busy(self) -> float:
+        """Share of the replay (first arrival to last plate) the oven spent baking, in [0, 1]:
+        fuller trays bake the same orders in fewer runs, which frees the oven."""
+        span = len(self.latencies) / self.throughput  # seconds
+        return float(self.tray_seconds.sum() / span)
+
     def __str__(self) -> str:
         return (f"max_batch {self.max_batch:>4}, max_wait {self.max_wait * 1e3:5.2f} ms: "
                 f"p50 {self.p50 * 1e3:7.2f} ms, p95 {self.p95 * 1e3:7.2f} ms, "
-                f"{self.throughput:9,.0f} orders/s, mean tray {self.mean_tray:5.1f}")
+                f"{self.throughput:9,.0f} orders/s, mean tray {self.mean_tray:5.1f}, "
+                f"oven busy {self.busy:4.0%}")
 
 
 class OrderQueue:
