@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import statistics
 
 import jax
 import jax.numpy as jnp
@@ -244,7 +243,8 @@ def finetune(model: nnx.Module, masks, train: CakeData, config: FinetuneConfig =
     """Fine-tune ``model`` with its pruning ``masks`` kept; returns (params, losses per epoch).
 
     The model itself is not changed; ``nnx.merge(nnx.graphdef(model), params)`` is the
-    fine-tuned one. Every masked weight is exactly zero before and after.
+    fine-tuned one. Every masked weight is exactly zero before and after. ``masks=None``
+    keeps every weight (a plain fine-tune, e.g. of a model cut by ``prune_units``).
     """
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"config must be a kl.prune.FinetuneConfig, got {type(config).__name__}")
@@ -252,6 +252,8 @@ def finetune(model: nnx.Module, masks, train: CakeData, config: FinetuneConfig =
         raise TypeError(f"train must be a CakeData table, got {type(train).__name__}")
     graphdef, params = nnx.split(model)
     check_float_params(params)
+    if masks is None:
+        masks = jax.tree.map(lambda a: np.ones(np.shape(a), bool), params)
     if jax.tree.structure(masks) != jax.tree.structure(params):
         raise ValueError("masks must have the same tree structure as the model's params "
                          "(build them with kl.prune.magnitude_masks(nnx.split(model)[1], ...))")
@@ -342,6 +344,15 @@ def prune_units(model: nnx.Module, sparsity: float) -> nnx.Module:
     return mlp_from_layers(dataclasses.replace(model.config, width=keep_n), layers)
 
 
+def matching_sparsity(model: nnx.Module, units: float) -> float:
+    """The unstructured sparsity that keeps as many kernel weights as ``prune_units(model,
+    units)``: the fair level to compare the two kinds of pruning at (same knob count)."""
+    small = prune_units(model, units)
+    kept = sum(int(np.size(layer["kernel"])) for layer in mlp_layers(nnx.split(small)[1]))
+    total = sum(int(np.size(layer["kernel"])) for layer in mlp_layers(nnx.split(model)[1]))
+    return 1.0 - kept / total
+
+
 def pruning_speed(width: int = 1024, batch: int = 1024, *, sparsity: float = 0.9,
                   units: float = 0.5, seed: int = 0, budget_s: float = 0.5) -> dict:
     """Float32 forward time of a banquet MLP: dense vs unstructured vs structured pruning.
@@ -350,7 +361,7 @@ def pruning_speed(width: int = 1024, batch: int = 1024, *, sparsity: float = 0.9
     Structured: ``units`` of every hidden layer's units removed (smaller matrices).
     Each is timed interleaved with the dense model in the same run; speedups > 1 are faster.
     """
-    from kitchenlab.quant_speed import banquet, float_forward, time_pair
+    from kitchenlab.quant_speed import banquet, compiled_forward, time_pair
 
     model = banquet(width, seed=seed)
     graphdef, params = nnx.split(model)
@@ -361,12 +372,13 @@ def pruning_speed(width: int = 1024, batch: int = 1024, *, sparsity: float = 0.9
                     jnp.float32)
 
     def run(g, p):
-        return lambda: jax.block_until_ready(float_forward(g, p, x))
+        forward = compiled_forward(g, p)
+        return lambda: jax.block_until_ready(forward(x))
 
     dense_a, zero_s = time_pair(run(graphdef, params), run(graphdef, zeroed), budget_s=budget_s)
     dense_b, small_s = time_pair(run(graphdef, params), run(small_graphdef, small_params),
                                  budget_s=budget_s)
-    return {"width": width, "batch": batch, "dense_s": statistics.median([dense_a, dense_b]),
+    return {"width": width, "batch": batch, "dense_s": min(dense_a, dense_b),
             "unstructured_sparsity": sparsity_of(zeroed), "unstructured_s": zero_s,
             "unstructured_speedup": dense_a / zero_s, "structured_width": small.config.width,
             "structured_s": small_s, "structured_speedup": dense_b / small_s,

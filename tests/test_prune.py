@@ -224,3 +224,23 @@ def test_pruning_speed_reports_both_kinds():
     assert r["structured_width"] == 32 and r["unstructured_sparsity"] == pytest.approx(0.9, abs=0.01)
     assert r["structured_bytes"] < r["dense_bytes"] and r["unstructured_sparse_bytes"] < r["dense_bytes"]
     assert r["dense_s"] > 0 and r["structured_speedup"] > 0 and r["unstructured_speedup"] > 0
+
+
+def test_matching_sparsity_keeps_as_many_kernel_weights_as_prune_units(chef):
+    model, _ = chef
+    for units in (0.25, 0.5):
+        small = P.prune_units(model, units)
+        kept = sum(int(np.size(k)) for k in _kernels(nnx.split(small)[1]))
+        total = sum(int(np.size(k)) for k in _kernels(nnx.split(model)[1]))
+        s = P.matching_sparsity(model, units)
+        assert s == pytest.approx(1 - kept / total) and 0 < s < 1
+
+
+def test_finetune_without_masks_trains_every_weight(chef):
+    model, kitchen = chef
+    small = P.prune_units(model, 0.5)
+    params, losses = P.finetune(small, None, kitchen.train, P.FinetuneConfig(epochs=2))
+    before = _kernels(nnx.split(small)[1])
+    after = _kernels(params)
+    assert [a.shape for a in after] == [b.shape for b in before]
+    assert all(np.any(a != b) for a, b in zip(after, before)) and np.all(np.isfinite(losses))

@@ -278,3 +278,25 @@ def test_banquet_is_the_wide_mlp():
     assert m.config == kl.config.MLPConfig(width=32, depth=3)
     again = kl.quant_speed.banquet(32, seed=1)
     np.testing.assert_array_equal(np.asarray(m.hidden[1].kernel[...]), np.asarray(again.hidden[1].kernel[...]))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 8])
+def test_pack_codes_round_trip_in_ceil_size_bits_over_8_bytes(bits):
+    m = 2 ** (bits - 1) - 1
+    q = np.random.default_rng(bits).integers(-m, m + 1, size=(7, 5)).astype(np.int8)
+    q[0, :2] = (-m, m)  # both ends of the range
+    packed = Q.pack_codes(q, bits)
+    assert packed.dtype == np.uint8 and packed.size == math.ceil(q.size * bits / 8)
+    np.testing.assert_array_equal(Q.unpack_codes(packed, bits, q.shape), q)
+    # the stored size a QTensor reports is the packed one plus its float32 scales
+    t = Q.quantize_tensor(_w((24, 10)), bits=bits, per_channel=True)
+    assert t.nbytes == Q.pack_codes(t.q, bits).size + 4 * 10
+
+
+def test_pack_codes_bad_input():
+    with pytest.raises(ValueError, match=r"q must lie in \[-7, 7\] for 4 bits"):
+        Q.pack_codes(np.array([8], np.int8), 4)
+    with pytest.raises(TypeError, match="q must hold integer codes"):
+        Q.pack_codes(np.array([0.5]), 4)
+    with pytest.raises(ValueError, match="packed must hold"):
+        Q.unpack_codes(np.zeros(3, np.uint8), 4, (7,))

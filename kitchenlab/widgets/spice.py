@@ -110,8 +110,9 @@ def draw_quant(view: QuantView, fig) -> None:
     hx.set_xlabel(f"weight value ({SHOWN_LAYER})")
     hx.set_ylabel("how many knobs (square-root scale)")
     hx.legend(loc="upper right", fontsize=8)
-    hx.set_title(f"{_levels(view.bits)} each side of zero, per {MODES[view.per_channel]}",
-                 fontsize=9)
+    step = ("each column its own step size" if view.per_channel else
+            "one step size for the whole matrix")
+    hx.set_title(f"{view.bits} bits: {_levels(view.bits)} each side of zero, {step}", fontsize=9)
     bits = g.sweeps[True]["bits"]
     for pc, color in ((True, PALETTE["train"]), (False, PALETTE["yellow"])):
         ax.plot(bits, 100 * g.sweeps[pc]["accuracy"], "o-", color=color, ms=4,

@@ -73,7 +73,8 @@ NOTEBOOK_CASES = [
                Move(("End",), r"burnt — \d+% sure", "longest bake")),
         rapid=Rapid("ArrowRight", 10, r"good cake — \d+% sure", start=("Home",)),
     ),
-    # bits per weight 2 ... 8 in steps of 1 (starts at 8); the scale toggle shares the panel.
+    # bits per weight 2 ... 8 in steps of 1 (the notebook opens it at 4); the scale toggle
+    # shares the panel.
     SliderCase(
         id="06_spice_packets",
         notebook="06_*.ipynb",
