@@ -11,7 +11,7 @@ Keys:
   prune.unstructured90_speedup_b1024     dense / 90 % of the weights zeroed (same shapes:
                                          reported as measured, about 1)
 
-Timings run in a child process pinned to one CPU core (fastest of interleaved repeats, as
+Timings run in a child process pinned to one CPU core (median of interleaved repeats, as
 ``kl.quant_speed.time_pair``).
 """
 

@@ -19,7 +19,7 @@ Keys:
   quant.ort_int8_vs_f32_b1_w64     a cake-sized MLP (width 64) at batch 1 (< 1: slower)
   quant.cpu_int8                   this CPU's int8 instruction sets (from /proc/cpuinfo)
 
-Speeds are end to end (activation quantization included), fastest of interleaved repeats
+Speeds are end to end (activation quantization included), median of interleaved repeats
 (``kl.quant_speed.time_pair`` says why),
 measured in a child process pinned to one CPU core (both engines on one core: XLA's thread
 pool and ONNX Runtime's ``intra_op_num_threads = 1``). The whole table goes to stderr.

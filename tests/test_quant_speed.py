@@ -41,7 +41,7 @@ def test_missing_cpuinfo_means_unknown(tmp_path):
     assert S.cpu_int8_features(None)["flags"] is None
 
 
-def test_time_pair_interleaves_and_takes_the_fastest():
+def test_time_pair_interleaves_and_takes_the_median():
     calls = []
     a, b = S.time_pair(lambda: calls.append("a"), lambda: calls.append("b"), budget_s=0.0,
                        min_repeats=4)
