@@ -1,0 +1,254 @@
+"""Notebook 08's experiments: speculative decoding measured, and its fairness tested.
+
+Everything the notebook's panel draws and its checks grade is computed here from one
+``Kitchen``: the shipped target chef, a menu of drafts (the n-gram commis, the shipped
+draft chef, the perfect draft and an untrained apprentice) compiled into one program, and
+the order every timing serves (256 greedy tokens, no early stop, batch 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kitchenlab import drafts, generate, pretrain, speculative, text
+from kitchenlab.config import GPTConfig
+from kitchenlab.models import make_gpt, split_gpt
+
+ORDER = "Make a birthday cake"  # the order every timing serves
+N_TOKENS = 256  # tokens per timed service (the benchmark's count)
+KS = tuple(range(1, speculative.K_MAX + 1))  # the k slider's stops
+DRAFTS = ("commis", "chef", "perfect", "apprentice")  # the draft selector's choices
+DRAFT_LABELS = {"commis": "n-gram commis", "chef": "draft chef (1-block GPT)",
+                "perfect": "perfect draft (reads the answer)",
+                "apprentice": "untrained apprentice (random knobs)"}
+COMMIS_RECIPES = 2000  # recipes the commis counts (its guesses stop improving at ~1000)
+MEMORY_BOUND = GPTConfig(n_layer=6, width=512, n_head=8, n_kv_head=2)  # 16.9 M knobs, 67 MB
+
+
+@dataclasses.dataclass(frozen=True)
+class Kitchen:
+    """The head chef, the drafts on the menu, and the order every timing serves."""
+
+    target: tuple  # (GPTStep, params)
+    menu: tuple  # (DraftMenu, MenuParams): commis, chef and perfect in one compiled program
+    stand_ins: dict  # draft name -> (menu slot, params): other knobs in a slot's place
+    prompt: str  # the raw text the chefs read
+    greedy: np.ndarray  # (N_TOKENS,) the target's own greedy continuation
+
+    def draft(self, name: str):
+        """The menu with ``name`` on duty: a ``(step, params)`` draft (same program for all)."""
+        if name in self.stand_ins:
+            slot, params = self.stand_ins[name]
+            return drafts.choose(self.menu, slot, params)
+        return drafts.choose(self.menu, name)
+
+    def alone(self, name: str):
+        """Draft ``name`` outside the menu: its own ``(step, params)`` (to time its step)."""
+        slot, params = self.stand_ins.get(name, (name, None))
+        step, menu_params = self.menu
+        i = step.names.index(slot)
+        return step.steps[i], menu_params.params[i] if params is None else params
+
+
+def open_kitchen(order: str = ORDER, *, recipes: int = COMMIS_RECIPES, seed: int = 0) -> Kitchen:
+    """Load the chefs, count the commis from ``recipes`` corpus recipes, build the menu.
+
+    The apprentice (a draft chef with random knobs) stands in the draft chef's slot.
+    """
+    target = split_gpt(pretrain.load("target"))
+    prompt = text.prompt(order)
+    greedy = generate.generate(target, prompt, max_new_tokens=N_TOKENS, stop_at_end=False)
+    ids, _ = generate.encode_prompts(prompt)
+    menu = drafts.menu(
+        commis=drafts.build_commis(text.make_corpus(recipes, seed=seed)),
+        chef=split_gpt(pretrain.load("draft")),
+        perfect=drafts.perfect_draft(np.concatenate([ids[0], greedy.tokens[0]])))
+    apprentice = split_gpt(make_gpt(GPTConfig.draft(), seed=seed + 1))[1]
+    return Kitchen(target, menu, {"apprentice": ("chef", apprentice)}, prompt,
+                   greedy.tokens[0, :N_TOKENS])
+
+
+def serve(kitchen: Kitchen, draft: str, k: int, *, prompt: str | None = None,
+          temperature: float = 0.0, seed: int = 0, max_new_tokens: int = N_TOKENS,
+          stop_at_end: bool = False) -> speculative.Speculation:
+    """One speculative service with the kitchen's compiled program (any k, draft, seed)."""
+    return speculative.speculate(kitchen.target, kitchen.draft(draft), prompt or kitchen.prompt,
+                                 k=k, max_new_tokens=max_new_tokens, temperature=temperature,
+                                 seed=seed, stop_at_end=stop_at_end, buffer=N_TOKENS)
+
+
+# ---------------------------------------------------------------- the grid, measured once
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Every (draft, k) served once per repeat, with plain decoding timed in between."""
+
+    drafts: tuple[str, ...]
+    ks: tuple[int, ...]
+    baseline_s: float  # median seconds of plain greedy decoding of N_TOKENS tokens
+    seconds: np.ndarray  # (D, K) median seconds of the speculative service
+    acceptance: np.ndarray  # (D, K) alpha: drafted tokens kept
+    tokens_per_call: np.ndarray  # (D, K) tokens per target pass
+    kinds: np.ndarray  # (D, K, N_TOKENS) accepted / corrected / bonus, per token
+    identical: np.ndarray  # (D, K) bool: the text equals the target's greedy text
+    v: dict  # width T -> cost of a T-token pass over a one-token step
+    c: dict  # draft -> cost of its one-token step over the target's
+
+    @property
+    def speedup(self) -> np.ndarray:
+        """(D, K) plain decoding's time over the speculative service's (same run)."""
+        return self.baseline_s / self.seconds
+
+    def predicted(self, draft: str, k: int) -> float:
+        """The formula's speedup from this cell's alpha and the measured c and v(k + 1)."""
+        d, j = self.drafts.index(draft), self.ks.index(k)
+        return speculative.predicted_speedup(float(self.acceptance[d, j]), k, self.c[draft],
+                                             self.v[k + 1])
+
+
+def _baseline_call(kitchen: Kitchen) -> Callable[[], object]:
+    """The fastest plain decoder: the whole greedy loop in one jit (notebook 07's)."""
+    step, params = kitchen.target
+    ids, start = generate.encode_prompts(kitchen.prompt)
+    args = (step, params, jnp.asarray(ids), jnp.asarray(start), jnp.int32(N_TOKENS),
+            jnp.int32(-1), generate.Greedy(), jax.random.key(0))
+    kwargs = dict(max_new=N_TOKENS, use_cache=True, window=generate.WINDOW)
+    return lambda: jax.block_until_ready(generate.decode_loop(*args, **kwargs))
+
+
+def _spec_call(kitchen: Kitchen, draft: str, k: int) -> Callable[[], object]:
+    args, kwargs = speculative.prepare(kitchen.target, kitchen.draft(draft), kitchen.prompt,
+                                       k=k, max_new_tokens=N_TOKENS, stop_at_end=False,
+                                       buffer=N_TOKENS)
+    return lambda: jax.block_until_ready(speculative.speculative_loop(*args, **kwargs))
+
+
+def pass_costs(model, widths, *, n: int = 100, repeats: int = 5) -> dict:
+    """v(T): seconds of a T-token pass over a one-token pass, for each width T."""
+    one = speculative.pass_seconds(model, 1, n=n, repeats=repeats)
+    return {int(w): speculative.pass_seconds(model, int(w), n=n, repeats=repeats) / one
+            for w in widths}
+
+
+def draft_costs(kitchen: Kitchen, names=DRAFTS, *, n: int = 100, repeats: int = 5) -> dict:
+    """c: each draft's one-token step over the target's (both measured alone)."""
+    one = speculative.pass_seconds(kitchen.target, 1, n=n, repeats=repeats)
+    return {name: speculative.pass_seconds(kitchen.alone(name), 1, n=n, repeats=repeats) / one
+            for name in names}
+
+
+def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=KS, repeats: int = 3,
+                 v: dict | None = None, c: dict | None = None,
+                 progress: Callable[[str], None] | None = None) -> Grid:
+    """Serve every (draft, k), ``repeats`` rounds; plain decoding runs before each cell."""
+    names, ks = tuple(names), tuple(ks)
+    baseline = _baseline_call(kitchen)
+    baseline()  # compile (or reuse) the plain loop
+    calls = {(d, k): _spec_call(kitchen, d, k) for d in names for k in ks}
+    first = {key: call() for key, call in calls.items()}  # one untimed service each
+    base_times, times = [], {key: [] for key in calls}
+    for r in range(repeats):
+        for key, call in calls.items():
+            t0 = time.perf_counter()
+            baseline()
+            t1 = time.perf_counter()
+            call()
+            base_times.append(t1 - t0)
+            times[key].append(time.perf_counter() - t1)
+        if progress:
+            progress(f"round {r + 1}/{repeats} of {len(calls)} services timed")
+    shape = (len(names), len(ks))
+    seconds, alpha, per_call = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    kinds = np.zeros(shape + (N_TOKENS,), np.int8)
+    identical = np.zeros(shape, bool)
+    for (d, k), (tokens, kind, count, counts) in first.items():
+        i, j = names.index(d), ks.index(k)
+        seconds[i, j] = np.median(times[(d, k)])
+        alpha[i, j] = int(counts.accepted) / max(int(counts.drafted), 1)
+        per_call[i, j] = int(count) / max(int(counts.rounds), 1)
+        kinds[i, j] = np.asarray(kind)
+        identical[i, j] = bool((np.asarray(tokens) == kitchen.greedy).all())
+    v = v if v is not None else pass_costs(kitchen.target, [k + 1 for k in ks])
+    c = c if c is not None else draft_costs(kitchen, names)
+    return Grid(names, ks, float(np.median(base_times)), seconds, alpha, per_call, kinds,
+                identical, v, c)
+
+
+# ---------------------------------------------------------------- is sampling fair?
+def first_token_counts(kitchen: Kitchen, draft: str, prefix: str, *, n: int = 1000, k: int = 4,
+                       temperature: float = 1.0, seed: int = 0) -> np.ndarray:
+    """How often each token came first in ``n`` speculative samples after ``prefix``: (V,)."""
+    args, kwargs = speculative.prepare(kitchen.target, kitchen.draft(draft),
+                                       kitchen.prompt + prefix, k=k, max_new_tokens=1,
+                                       temperature=temperature, buffer=N_TOKENS)
+    counts = np.zeros(drafts._vocab(kitchen.target[0]), np.int64)
+    for s in range(n):
+        out = speculative.speculative_loop(*args[:-1], jax.random.key(seed + s), **kwargs)
+        counts[int(out[0][0])] += 1
+    return counts
+
+
+def next_token_probs(kitchen: Kitchen, prefix: str, *, temperature: float = 1.0) -> np.ndarray:
+    """The target's own next-token probabilities after ``prefix`` (V,), from a prefill."""
+    step, params = kitchen.target
+    ids, start = generate.encode_prompts(kitchen.prompt + prefix)
+    logits, _ = generate.prefill(step, params, jnp.asarray(ids), jnp.asarray(start),
+                                 size=ids.shape[1] + N_TOKENS)
+    return np.asarray(generate.Temperature(temperature).probs(logits), np.float64)[0]
+
+
+def _pool(counts: np.ndarray, expected: np.ndarray, min_expected: float):
+    """Merge the categories expected fewer than ``min_expected`` times into one bin."""
+    small = expected < min_expected
+    if small.any():
+        counts = np.append(counts[..., ~small], counts[..., small].sum(-1, keepdims=True), -1)
+        expected = np.append(expected[..., ~small], expected[..., small].sum(-1, keepdims=True), -1)
+    return counts, expected
+
+
+def chi_square(counts, probs, *, min_expected: float = 5.0) -> tuple[float, int, float]:
+    """Goodness of fit of ``counts`` to ``probs``: (statistic, degrees of freedom, p-value).
+
+    Categories expected fewer than ``min_expected`` times are pooled (the usual rule).
+    """
+    counts, probs = np.asarray(counts, np.float64), np.asarray(probs, np.float64)
+    observed, expected = _pool(counts, counts.sum() * probs / probs.sum(), min_expected)
+    stat = float(np.sum((observed - expected) ** 2 / np.maximum(expected, 1e-300)))
+    dof = max(observed.size - 1, 1)
+    return stat, dof, _chi2_sf(stat, dof)
+
+
+def chi_square_two(counts_a, counts_b, *, min_expected: float = 5.0) -> tuple[float, int, float]:
+    """Two samples from one distribution? The 2 x K contingency test: (statistic, dof, p)."""
+    table = np.stack([np.asarray(counts_a, np.float64), np.asarray(counts_b, np.float64)])
+    rows, cols = table.sum(1, keepdims=True), table.sum(0, keepdims=True)
+    expected = rows * cols / table.sum()
+    keep = cols[0] > 0
+    observed, expected = _pool(table[:, keep], expected[:, keep], min_expected)
+    stat = float(np.sum((observed - expected) ** 2 / expected))
+    dof = max(observed.shape[1] - 1, 1)
+    return stat, dof, _chi2_sf(stat, dof)
+
+
+def _chi2_sf(stat: float, dof: int) -> float:
+    """P(chi-square with ``dof`` degrees of freedom >= stat): the regularised upper gamma."""
+    return float(jax.scipy.special.gammaincc(dof / 2.0, max(stat, 0.0) / 2.0))
+
+
+# ---------------------------------------------------------------- where the CPU gets closer
+def memory_bound_target(seed: int = 0):
+    """A 6-block, width-512 chef with random knobs (67 MB: more than the CPU's caches hold).
+
+    Its cost does not depend on what it learned, so random knobs time it honestly."""
+    return split_gpt(make_gpt(MEMORY_BOUND, seed=seed))
+
+
+def ceiling(v: dict, k: int) -> float:
+    """A perfect, free draft's speedup: k + 1 tokens for the price of one (k + 1)-token pass."""
+    return (k + 1) / v[k + 1] if math.isfinite(v[k + 1]) else float("nan")
