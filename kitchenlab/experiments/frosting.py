@@ -87,7 +87,13 @@ def serve(kitchen: Kitchen, draft: str, k: int, *, prompt: str | None = None,
 # ---------------------------------------------------------------- the grid, measured once
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """Every (draft, k) served once per repeat, with plain decoding timed in between."""
+    """Every (draft, k) served once per repeat, with plain decoding timed in between.
+
+    ``v[T]`` is the measured cost of a verify round with the perfect draft (whose guesses
+    cost almost nothing) over one plain decoding step: the (k + 1)-token pass plus the
+    round's bookkeeping, as the loop really runs it. ``c[d]`` is draft d's one-token step
+    over the target's (each timed alone), so the formula's round costs k c + v.
+    """
 
     drafts: tuple[str, ...]
     ks: tuple[int, ...]
@@ -95,9 +101,9 @@ class Grid:
     seconds: np.ndarray  # (D, K) median seconds of the speculative service
     acceptance: np.ndarray  # (D, K) alpha: drafted tokens kept
     tokens_per_call: np.ndarray  # (D, K) tokens per target pass
+    rounds: np.ndarray  # (D, K) target verify passes
     kinds: np.ndarray  # (D, K, N_TOKENS) accepted / corrected / bonus, per token
     identical: np.ndarray  # (D, K) bool: the text equals the target's greedy text
-    v: dict  # width T -> cost of a T-token pass over a one-token step
     c: dict  # draft -> cost of its one-token step over the target's
 
     @property
@@ -105,8 +111,20 @@ class Grid:
         """(D, K) plain decoding's time over the speculative service's (same run)."""
         return self.baseline_s / self.seconds
 
+    def speedup_over_all_k(self, draft: str) -> float:
+        """Plain decoding's total time over the draft's, all k together (sums of medians)."""
+        return self.baseline_s * len(self.ks) / float(self.seconds[self.drafts.index(draft)].sum())
+
+    @property
+    def v(self) -> dict:
+        """Width T = k + 1 -> a verify round's cost in plain steps (from the perfect draft)."""
+        d = self.drafts.index("perfect")
+        step = self.baseline_s / N_TOKENS
+        return {k + 1: float(self.seconds[d, j] / self.rounds[d, j] / step)
+                for j, k in enumerate(self.ks)}
+
     def predicted(self, draft: str, k: int) -> float:
-        """The formula's speedup from this cell's alpha and the measured c and v(k + 1)."""
+        """The formula's speedup from this cell's alpha, the draft's c and v(k + 1)."""
         d, j = self.drafts.index(draft), self.ks.index(k)
         return speculative.predicted_speedup(float(self.acceptance[d, j]), k, self.c[draft],
                                              self.v[k + 1])
@@ -143,15 +161,18 @@ def draft_costs(kitchen: Kitchen, names=DRAFTS, *, n: int = 100, repeats: int = 
             for name in names}
 
 
-def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=KS, repeats: int = 3,
-                 v: dict | None = None, c: dict | None = None,
-                 progress: Callable[[str], None] | None = None) -> Grid:
-    """Serve every (draft, k), ``repeats`` rounds; plain decoding runs before each cell."""
+def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=KS, repeats: int = 2,
+                 c: dict | None = None, progress: Callable[[str], None] | None = None) -> Grid:
+    """Serve every (draft, k) ``repeats`` times, each time right after a plain service, so a
+    busy spell of the machine slows both alike; medians per cell. One untimed service of
+    each cell comes first (the first run of each k ran up to 2x slower: a warm-up)."""
     names, ks = tuple(names), tuple(ks)
+    if "perfect" not in names:
+        raise ValueError(f"names must include 'perfect' (it measures v), got {names}")
     baseline = _baseline_call(kitchen)
     baseline()  # compile (or reuse) the plain loop
     calls = {(d, k): _spec_call(kitchen, d, k) for d in names for k in ks}
-    first = {key: call() for key, call in calls.items()}  # one untimed service each
+    first = {key: call() for key, call in calls.items()}  # warm-up; every run serves the same
     base_times, times = [], {key: [] for key in calls}
     for r in range(repeats):
         for key, call in calls.items():
@@ -159,12 +180,13 @@ def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=KS, repeats: int = 3,
             baseline()
             t1 = time.perf_counter()
             call()
-            base_times.append(t1 - t0)
             times[key].append(time.perf_counter() - t1)
+            base_times.append(t1 - t0)
         if progress:
-            progress(f"round {r + 1}/{repeats} of {len(calls)} services timed")
+            progress(f"round {r + 1}/{repeats}: {len(calls)} speculative and {len(calls)} "
+                     f"plain services timed")
     shape = (len(names), len(ks))
-    seconds, alpha, per_call = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    seconds, alpha, per_call, rounds = (np.zeros(shape) for _ in range(4))
     kinds = np.zeros(shape + (N_TOKENS,), np.int8)
     identical = np.zeros(shape, bool)
     for (d, k), (tokens, kind, count, counts) in first.items():
@@ -172,12 +194,12 @@ def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=KS, repeats: int = 3,
         seconds[i, j] = np.median(times[(d, k)])
         alpha[i, j] = int(counts.accepted) / max(int(counts.drafted), 1)
         per_call[i, j] = int(count) / max(int(counts.rounds), 1)
+        rounds[i, j] = int(counts.rounds)
         kinds[i, j] = np.asarray(kind)
         identical[i, j] = bool((np.asarray(tokens) == kitchen.greedy).all())
-    v = v if v is not None else pass_costs(kitchen.target, [k + 1 for k in ks])
     c = c if c is not None else draft_costs(kitchen, names)
-    return Grid(names, ks, float(np.median(base_times)), seconds, alpha, per_call, kinds,
-                identical, v, c)
+    return Grid(names, ks, float(np.median(base_times)), seconds, alpha, per_call, rounds,
+                kinds, identical, c)
 
 
 # ---------------------------------------------------------------- is sampling fair?
@@ -230,15 +252,46 @@ def chi_square_two(counts_a, counts_b, *, min_expected: float = 5.0) -> tuple[fl
     rows, cols = table.sum(1, keepdims=True), table.sum(0, keepdims=True)
     expected = rows * cols / table.sum()
     keep = cols[0] > 0
-    observed, expected = _pool(table[:, keep], expected[:, keep], min_expected)
+    observed, expected = table[:, keep], expected[:, keep]
+    small = (expected < min_expected).any(axis=0)  # pool the rare columns into one
+    if small.any():
+        observed = np.concatenate([observed[:, ~small], observed[:, small].sum(1, keepdims=True)], 1)
+        expected = np.concatenate([expected[:, ~small], expected[:, small].sum(1, keepdims=True)], 1)
     stat = float(np.sum((observed - expected) ** 2 / expected))
     dof = max(observed.shape[1] - 1, 1)
     return stat, dof, _chi2_sf(stat, dof)
 
 
 def _chi2_sf(stat: float, dof: int) -> float:
-    """P(chi-square with ``dof`` degrees of freedom >= stat): the regularised upper gamma."""
-    return float(jax.scipy.special.gammaincc(dof / 2.0, max(stat, 0.0) / 2.0))
+    """P(chi-square with ``dof`` degrees of freedom >= stat) = Q(dof / 2, stat / 2), the
+    regularised upper incomplete gamma, in float64 Python (the same on every machine):
+    a series below a + 1, a continued fraction above (Numerical Recipes, 6.2)."""
+    a, x = dof / 2.0, max(stat, 0.0) / 2.0
+    if x == 0:
+        return 1.0
+    log_front = a * math.log(x) - x - math.lgamma(a)
+    if x < a + 1:  # P(a, x) by its series, then Q = 1 - P
+        term = total = 1.0 / a
+        for n in range(1, 1000):
+            term *= x / (a + n)
+            total += term
+            if abs(term) < abs(total) * 1e-15:
+                break
+        return max(0.0, 1.0 - total * math.exp(log_front))
+    b, c, d = x + 1.0 - a, 1e300, 1.0 / (x + 1.0 - a)  # Q(a, x) by Lentz's continued fraction
+    h = d
+    for n in range(1, 1000):
+        an = -n * (n - a)
+        b += 2.0
+        d = an * d + b
+        d = 1e-300 if abs(d) < 1e-300 else d
+        c = b + an / c
+        c = 1e-300 if abs(c) < 1e-300 else c
+        d = 1.0 / d
+        h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * h
 
 
 # ---------------------------------------------------------------- where the CPU gets closer
