@@ -1,6 +1,7 @@
 """The frosting station (notebook 08): how long a draft, which commis, and what it pays.
 
-``speedup_panel(grid)``: a k slider (draft tokens per round, 1 ... 8) and a draft selector.
+``speedup_panel(grid)``: a k slider (draft tokens per round: the k values timed) and a draft
+selector.
 Each position shows the measured speedup of every k for that draft (dots) beside the
 formula's prediction (line), and a strip of the 256 tokens served, each coloured by what
 it was: a draft guess the chef accepted, a token the chef corrected, or a bonus token.
@@ -21,7 +22,7 @@ import numpy as np
 from kitchenlab import speculative
 from kitchenlab.experiments.frosting import DRAFT_LABELS, Grid
 from kitchenlab.plots import PALETTE
-from kitchenlab.widgets import Panel, int_slider
+from kitchenlab.widgets import Panel
 
 FIGSIZE = (9.6, 3.5)
 KIND_COLOURS = {speculative.ACCEPTED: PALETTE["test"], speculative.CORRECTED: PALETTE["yellow"],
@@ -66,9 +67,9 @@ class Station:
 
 
 def compute(grid: Grid, k: int, draft: str) -> Station:
-    """Look the position up in the grid (k clipped to the grid, unknown drafts -> the first)."""
+    """Look the position up in the grid (k -> the nearest k timed, unknown drafts -> the first)."""
     draft = draft if draft in grid.drafts else grid.drafts[0]
-    k = int(np.clip(int(k), min(grid.ks), max(grid.ks)))
+    k = min(grid.ks, key=lambda kk: (abs(kk - int(k)), kk))
     d, j = grid.drafts.index(draft), grid.ks.index(k)
     predicted_all = np.array([grid.predicted(draft, kk) for kk in grid.ks])
     return Station(draft, k, float(grid.acceptance[d, j]), float(grid.tokens_per_call[d, j]),
@@ -122,7 +123,10 @@ def speedup_panel(grid: Grid, *, k: int = 4, draft: str | None = None):
     """The k slider and draft selector over a grid measured once."""
     import ipywidgets as w
 
-    controls = {"k": int_slider("k (draft length)", k, min(grid.ks), max(grid.ks)),
+    controls = {"k": w.SelectionSlider(options=list(grid.ks), value=k, continuous_update=False,
+                                       description="k (draft length)",
+                                       style={"description_width": "initial"},
+                                       layout=w.Layout(width="520px")),
                 "draft": w.Dropdown(options=[(DRAFT_LABELS.get(d, d), d) for d in grid.drafts],
                                     value=draft or grid.drafts[0], description="draft",
                                     style={"description_width": "initial"})}
