@@ -61,7 +61,7 @@ def test_compute_never_raises_off_the_grid():
 def test_the_prediction_is_the_formula():
     grid = fake_grid()
     s = W.compute(grid, 4, "commis")
-    v5 = grid.seconds[1, 2] / grid.rounds[1, 2] / (grid.baseline_s / N_TOKENS)
+    v5 = grid.seconds[1, 2] / grid.rounds[1, 2] / (grid.plain[1, 2] / N_TOKENS)
     assert s.predicted == pytest.approx(speculative.predicted_speedup(0.75, 4, 0.01, v5))
 
 

@@ -90,7 +90,11 @@ def serve(kitchen: Kitchen, draft: str, k: int, *, prompt: str | None = None,
 # ---------------------------------------------------------------- the grid, measured once
 @dataclasses.dataclass(frozen=True)
 class Grid:
-    """Every (draft, k) served once per repeat, with plain decoding timed in between.
+    """Every (draft, k) served once per repeat, each right after a plain service.
+
+    Times are the fastest of the repeats: on a shared machine other work only ever adds
+    time, so the minimum is the steadiest estimate, and each cell's speedup divides by the
+    fastest of the plain services timed right before it (the same busy spells).
 
     ``v[T]`` is the measured cost of a verify round with the perfect draft (whose guesses
     cost almost nothing) over one plain decoding step: the (k + 1)-token pass plus the
@@ -100,30 +104,37 @@ class Grid:
 
     drafts: tuple[str, ...]
     ks: tuple[int, ...]
-    baseline_s: float  # median seconds of plain greedy decoding of N_TOKENS tokens
-    seconds: np.ndarray  # (D, K) median seconds of the speculative service
+    baseline_s: float  # seconds of plain greedy decoding of N_TOKENS tokens (median of cells)
+    seconds: np.ndarray  # (D, K) seconds of the speculative service (fastest repeat)
     acceptance: np.ndarray  # (D, K) alpha: drafted tokens kept
     tokens_per_call: np.ndarray  # (D, K) tokens per target pass
     rounds: np.ndarray  # (D, K) target verify passes
     kinds: np.ndarray  # (D, K, N_TOKENS) accepted / corrected / bonus, per token
     identical: np.ndarray  # (D, K) bool: the text equals the target's greedy text
     c: dict  # draft -> cost of its one-token step over the target's
+    baseline: np.ndarray | None = None  # (D, K) the plain services timed before each cell
+
+    @property
+    def plain(self) -> np.ndarray:
+        """(D, K) seconds of plain decoding paired with each cell."""
+        return self.baseline if self.baseline is not None else np.full(self.seconds.shape,
+                                                                       self.baseline_s)
 
     @property
     def speedup(self) -> np.ndarray:
         """(D, K) plain decoding's time over the speculative service's (same run)."""
-        return self.baseline_s / self.seconds
+        return self.plain / self.seconds
 
     def speedup_over_all_k(self, draft: str) -> float:
-        """Plain decoding's total time over the draft's, all k together (sums of medians)."""
-        return self.baseline_s * len(self.ks) / float(self.seconds[self.drafts.index(draft)].sum())
+        """Plain decoding's total time over the draft's, all k together."""
+        d = self.drafts.index(draft)
+        return float(self.plain[d].sum() / self.seconds[d].sum())
 
     @property
     def v(self) -> dict:
         """Width T = k + 1 -> a verify round's cost in plain steps (from the perfect draft)."""
         d = self.drafts.index("perfect")
-        step = self.baseline_s / N_TOKENS
-        return {k + 1: float(self.seconds[d, j] / self.rounds[d, j] / step)
+        return {k + 1: float(self.seconds[d, j] / self.rounds[d, j] / (self.plain[d, j] / N_TOKENS))
                 for j, k in enumerate(self.ks)}
 
     def predicted(self, draft: str, k: int) -> float:
@@ -216,9 +227,9 @@ def one_core():
 def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=GRID_KS, repeats: int = 2,
                  c: dict | None = None, progress: Callable[[str], None] | None = None) -> Grid:
     """Serve every (draft, k) ``repeats`` times, each time right after a plain service, so a
-    busy spell of the machine slows both alike; medians per cell. One untimed service of
-    each cell comes first (the first run of each k ran up to 2x slower: a warm-up).
-    Everything is timed on one core (``one_core``)."""
+    busy spell of the machine slows both alike; each keeps its fastest repeat. One untimed
+    service of each cell comes first (the first run of each k ran up to 2x slower: a
+    warm-up). Everything is timed on one core (``one_core``)."""
     names, ks = tuple(names), tuple(ks)
     if "perfect" not in names:
         raise ValueError(f"names must include 'perfect' (it measures v), got {names}")
@@ -226,7 +237,7 @@ def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=GRID_KS, repeats: int = 2
     baseline()  # compile (or reuse) the plain loop
     calls = {(d, k): _spec_call(kitchen, d, k) for d in names for k in ks}
     first = {key: call() for key, call in calls.items()}  # warm-up; every run serves the same
-    base_times, times = [], {key: [] for key in calls}
+    base_times, times = {key: [] for key in calls}, {key: [] for key in calls}
     with one_core():
         for r in range(repeats):
             for key, call in calls.items():
@@ -235,25 +246,26 @@ def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=GRID_KS, repeats: int = 2
                 t1 = time.perf_counter()
                 call()
                 times[key].append(time.perf_counter() - t1)
-                base_times.append(t1 - t0)
+                base_times[key].append(t1 - t0)
             if progress:
                 progress(f"round {r + 1}/{repeats}: {len(calls)} speculative and {len(calls)} "
                          f"plain services timed")
         c = c if c is not None else draft_costs(kitchen, names)
     shape = (len(names), len(ks))
-    seconds, alpha, per_call, rounds = (np.zeros(shape) for _ in range(4))
+    seconds, alpha, per_call, rounds, plain = (np.zeros(shape) for _ in range(5))
     kinds = np.zeros(shape + (N_TOKENS,), np.int8)
     identical = np.zeros(shape, bool)
     for (d, k), (tokens, kind, count, counts) in first.items():
         i, j = names.index(d), ks.index(k)
-        seconds[i, j] = np.median(times[(d, k)])
+        seconds[i, j] = min(times[(d, k)])
+        plain[i, j] = min(base_times[(d, k)])
         alpha[i, j] = int(counts.accepted) / max(int(counts.drafted), 1)
         per_call[i, j] = int(count) / max(int(counts.rounds), 1)
         rounds[i, j] = int(counts.rounds)
         kinds[i, j] = np.asarray(kind)
         identical[i, j] = bool((np.asarray(tokens) == kitchen.greedy).all())
-    return Grid(names, ks, float(np.median(base_times)), seconds, alpha, per_call, rounds,
-                kinds, identical, c)
+    return Grid(names, ks, float(np.median(plain)), seconds, alpha, per_call, rounds,
+                kinds, identical, c, plain)
 
 
 # ---------------------------------------------------------------- is sampling fair?

@@ -8,8 +8,8 @@ it was: a draft guess the chef accepted, a token the chef corrected, or a bonus 
 
 Retiming a service per move would take ~0.1 s of a noisy machine's time for a number that
 jumps by +-10 % between repeats, so the panel answers from a ``kl.experiments.frosting.Grid``
-measured once (every draft and k, alternating with plain decoding, medians of repeats).
-``transcript_html(spec)`` colours a served text the same way, as HTML.
+measured once (every draft and k, alternating with plain decoding, fastest of repeats).
+``transcript_html(text, kinds)`` colours a served text the same way, as HTML.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Station:
     alpha: float  # this draft and k: drafted tokens kept
     tokens_per_call: float
     predicted: float  # the formula, from this cell's alpha and the measured c, v(k + 1)
-    measured: float  # plain decoding's time / this service's (the grid's medians)
+    measured: float  # plain decoding's time / this service's (from the grid)
     measured_all: np.ndarray  # (K,) this draft, every k
     predicted_all: np.ndarray  # (K,)
     ks: tuple[int, ...]
