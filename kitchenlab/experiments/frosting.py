@@ -189,7 +189,7 @@ def pass_costs(model, widths, *, n: int = 40, repeats: int = 5) -> dict:
     return {w: best[w] / best[1] for w in widths[1:]}
 
 
-def draft_costs(kitchen: Kitchen, names=DRAFTS, *, n: int = 60, repeats: int = 3) -> dict:
+def draft_costs(kitchen: Kitchen, names=DRAFTS, *, n: int = 40, repeats: int = 3) -> dict:
     """c: each draft's one-token step over the target's (both measured alone)."""
     one = speculative.pass_seconds(kitchen.target, 1, n=n, repeats=repeats)
     return {name: speculative.pass_seconds(kitchen.alone(name), 1, n=n, repeats=repeats) / one
@@ -227,16 +227,16 @@ def one_core():
 def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=GRID_KS, repeats: int = 2,
                  c: dict | None = None, progress: Callable[[str], None] | None = None) -> Grid:
     """Serve every (draft, k) ``repeats`` times, each time right after a plain service, so a
-    busy spell of the machine slows both alike; each keeps its fastest repeat. One untimed
-    service of each cell comes first (the first run of each k ran up to 2x slower: a
-    warm-up). Everything is timed on one core (``one_core``)."""
+    busy spell of the machine slows both alike; each keeps its fastest repeat (the first run
+    of each k ran up to 2x slower: a warm-up the minimum discards). Everything is timed on
+    one core (``one_core``)."""
     names, ks = tuple(names), tuple(ks)
     if "perfect" not in names:
         raise ValueError(f"names must include 'perfect' (it measures v), got {names}")
     baseline = _baseline_call(kitchen)
     baseline()  # compile (or reuse) the plain loop
     calls = {(d, k): _spec_call(kitchen, d, k) for d in names for k in ks}
-    first = {key: call() for key, call in calls.items()}  # warm-up; every run serves the same
+    first = {}  # what each cell served (every run serves the same)
     base_times, times = {key: [] for key in calls}, {key: [] for key in calls}
     with one_core():
         for r in range(repeats):
@@ -244,7 +244,7 @@ def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=GRID_KS, repeats: int = 2
                 t0 = time.perf_counter()
                 baseline()
                 t1 = time.perf_counter()
-                call()
+                first.setdefault(key, call())
                 times[key].append(time.perf_counter() - t1)
                 base_times[key].append(t1 - t0)
             if progress:
