@@ -228,7 +228,8 @@ def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=GRID_KS, repeats: int = 2
                  c: dict | None = None, progress: Callable[[str], None] | None = None) -> Grid:
     """Serve every (draft, k) ``repeats`` times, each time right after a plain service, so a
     busy spell of the machine slows both alike; each keeps its fastest repeat (the first run
-    of each k ran up to 2x slower: a warm-up the minimum discards). Everything is timed on
+    of each k ran up to 2x slower: a warm-up the minimum discards). A cell more than 3x
+    as slow as plain decoding the first time is not repeated (it clearly does not pay). Everything is timed on
     one core (``one_core``)."""
     names, ks = tuple(names), tuple(ks)
     if "perfect" not in names:
@@ -241,6 +242,8 @@ def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=GRID_KS, repeats: int = 2
     with one_core():
         for r in range(repeats):
             for key, call in calls.items():
+                if r and times[key][0] > 3 * base_times[key][0]:
+                    continue  # 3x as slow as plain decoding (a warm-up is <= 2x): no repeat
                 t0 = time.perf_counter()
                 baseline()
                 t1 = time.perf_counter()
@@ -248,8 +251,9 @@ def measure_grid(kitchen: Kitchen, *, names=DRAFTS, ks=GRID_KS, repeats: int = 2
                 times[key].append(time.perf_counter() - t1)
                 base_times[key].append(t1 - t0)
             if progress:
-                progress(f"round {r + 1}/{repeats}: {len(calls)} speculative and {len(calls)} "
-                         f"plain services timed")
+                done = sum(len(t) > r for t in times.values())
+                progress(f"round {r + 1}/{repeats}: {done} speculative and {done} plain "
+                         f"services timed")
         c = c if c is not None else draft_costs(kitchen, names)
     shape = (len(names), len(ks))
     seconds, alpha, per_call, rounds, plain = (np.zeros(shape) for _ in range(5))
