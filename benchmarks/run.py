@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TOPICS = ("bench_train", "bench_regularize", "bench_serve", "bench_quant", "bench_prune",
-          "bench_gen", "bench_complaints", "bench_chain")  # run in this order
+          "bench_gen", "bench_spec", "bench_complaints", "bench_chain")  # run in this order
 
 
 def machine() -> str:

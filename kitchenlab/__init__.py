@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "data", "models", "optim", "train", "sweep", "evaluate", "regularize",
                "experiments", "quantize", "quant_speed", "onnx_export", "prune", "text",
-               "kv_cache", "generate", "pretrain", "drift", "finetune", "distributed", "chain",
+               "kv_cache", "generate", "drafts", "speculative", "pretrain", "drift", "finetune", "distributed", "chain",
                "plots", "widgets", "checks", "serve")
 
 

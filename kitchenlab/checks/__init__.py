@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 _MODULES = ("tour", "recipe", "apprenticeship", "tasters", "rules", "service", "spice",
-            "chatbot", "complaints", "chain")
+            "chatbot", "frosting", "complaints", "chain")
 
 
 class Feedback:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-_TOPICS = ("apprenticeship", "clipping", "tasters", "rules", "complaints")
+_TOPICS = ("apprenticeship", "clipping", "tasters", "rules", "complaints", "frosting")
 
 
 def __getattr__(name):

@@ -26,7 +26,8 @@ import time
 import traceback
 from typing import Any, Callable
 
-_TOPICS = ("apprenticeship", "tasters", "rules", "service", "spice", "chatbot", "complaints")
+_TOPICS = ("apprenticeship", "tasters", "rules", "service", "spice", "chatbot", "complaints",
+           "frosting")
 
 
 def __getattr__(name):

@@ -105,6 +105,17 @@ NOTEBOOK_CASES = [
                Move(("PageUp", "PageUp"), r"temperature 1\.00\b.*sampling", "warm")),
         rapid=Rapid("ArrowRight", 10, r"temperature 1\.00\b", start=("Home",)),
     ),
+    # draft length k over the timed values 1, 2, 3, 4, 6, 8 (starts at 4, the n-gram commis
+    # drafting); acceptance does not depend on the clock, so the readout's alpha is exact.
+    SliderCase(
+        id="08_frost_while_baking",
+        notebook="08_*.ipynb",
+        slider="k (draft length)",
+        moves=(Move(("Home",), r"commis, k = 1: alpha = 0\.92\b.*measured \d", "shortest"),
+               Move(("ArrowRight",) * 3, r"k = 4: alpha = 0\.77\b", "middle"),
+               Move(("End",), r"k = 8: alpha = 0\.66\b.*measured \d", "longest")),
+        rapid=Rapid("ArrowRight", 10, r"k = 8: alpha = 0\.66\b", start=("Home",)),
+    ),
 ]
 
 
