@@ -112,6 +112,8 @@ def test_progress_bar_counts_epochs():
     bar(1, {"loss": np.array([0.5]), "old guests": np.array([0.9, 0.8]),
             "new guests": np.array([0.7, 0.7])})
     assert bar.bar.value == 2 and "old guests 0.850" in bar.text.value
+    assert bar.start("night of reviews 19") is bar  # the next night: a new label, back to 0
+    assert (bar.bar.value, bar.bar.description, bar.text.value) == (0, "night of reviews 19", "")
 
 
 # ---------------------------------------------------------------- the checks
@@ -139,16 +141,31 @@ def test_check_blind_drift(answer, ok, capsys):
 
 
 def test_check_frozen(restaurant, capsys):
+    """The frozen station is checked knob for knob, and the habit is graded against the
+    learner's own runs: a whole night (40 epochs) on other reviews, frozen, with and without
+    replay."""
     _, _, folder = restaurant
     parent = kl.finetune.load_parent(folder)
-    reviews, checks, _ = X.night_tables(parent, n_check=200)
+    reviews, checks, _ = X.night_tables(parent, review_seed=23, n_check=1000)
     old = parent.measure(kl.data.kitchen(2000, seed=0).raw.train)
-    config = X.NIGHT.replace(epochs=3)
-    frozen = kl.finetune.night_shift(parent.model, reviews, replay=old, config=config,
-                                     checks=checks, freeze=(1,), seeds=(0, 1))
-    loose = kl.finetune.night_shift(parent.model, reviews, replay=old, config=config,
-                                    checks=checks, freeze=(0,), seeds=(0, 1))
-    assert kl.checks.check_frozen(parent.model, frozen)
-    assert not kl.checks.check_frozen(parent.model, loose)
-    assert not kl.checks.check_frozen(parent.model, None)
-    assert not kl.checks.check_frozen(parent.model, "frozen")
+    frozen = kl.finetune.night_shift(parent.model, reviews, replay=old, config=X.NIGHT,
+                                     checks=checks, freeze=(1,), seeds=(0, 1),
+                                     replay_on=(0.0, 1.0))
+    loose = kl.finetune.night_shift(parent.model, reviews, replay=old,
+                                    config=X.NIGHT.replace(epochs=3), checks=checks,
+                                    freeze=(0,), seeds=(0, 1), replay_on=(0.0, 1.0))
+    for answer in ("replay", "Replay.", "experience replay", "replaying old cakes"):
+        assert kl.checks.check_frozen(parent.model, frozen, answer), answer
+    for answer in ("freezing", "Freeze", "frozen layers"):
+        assert not kl.checks.check_frozen(parent.model, frozen, answer), answer
+        assert "is not what your runs show" in capsys.readouterr().out
+    for answer in (None, "both", "", 3):
+        assert not kl.checks.check_frozen(parent.model, frozen, answer), answer
+    assert not kl.checks.check_frozen(parent.model, loose, "replay")  # nothing frozen
+    assert not kl.checks.check_frozen(parent.model, None, "replay")
+    assert not kl.checks.check_frozen(parent.model, "frozen", "replay")
+    only_plain = kl.finetune.night_shift(parent.model, reviews, replay=old,
+                                         config=X.NIGHT.replace(epochs=3), checks=checks,
+                                         freeze=(1,), seeds=(0,), replay_on=(0.0,))
+    assert not kl.checks.check_frozen(parent.model, only_plain, "replay")
+    assert "with and without replay" in capsys.readouterr().out

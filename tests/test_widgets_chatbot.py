@@ -41,3 +41,13 @@ def test_greedy_is_repeatable_and_temperature_spreads_the_bars(panel):
 
 def test_show_char():
     assert [C.show_char(c) for c in (" ", "\n", "<end>", "a")] == ["␣", "⏎", "<end>", "a"]
+
+
+def test_shown_lines_mark_every_cut():
+    short = C.shown_lines("Cake\nServes 4", ended=True)
+    assert short == ["Cake", "Serves 4"]
+    assert C.shown_lines("Cake\nServes", ended=False)[-1] == "Serves …"  # budget ran out
+    tall = C.shown_lines("\n".join(f"line {i}" for i in range(40)), ended=True)
+    assert len(tall) == C.TEXT_LINES and tall[-1] == "…" and tall[-2] == f"line {C.TEXT_LINES - 2}"
+    wide = C.shown_lines("x" * 100, ended=True)[0]
+    assert len(wide) == C.TEXT_WIDTH and wide.endswith("…")

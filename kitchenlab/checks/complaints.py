@@ -65,9 +65,31 @@ def check_blind_drift(answer) -> bool:
     return fb.done()
 
 
-def check_frozen(parent, shift) -> bool:
+_REPLAY = ("replay", "replaying", "replayed", "experience replay", "rehearsal", "rehearse",
+           "old cakes", "replay old cakes", "replaying old cakes", "replay the old cakes",
+           "replay of old data", "mixing in old data", "old data")
+_FREEZE = ("freeze", "freezing", "frozen", "freezing the first station", "freeze the first station",
+           "frozen layers", "freezing layers", "the frozen station", "first station frozen")
+
+
+def _habit(answer) -> str | None:
+    """"replay", "freeze" or None for a free-text answer naming one of the two habits."""
+    if not isinstance(answer, str):
+        return None
+    given = re.sub(r"[^a-z ]", "", answer.strip().lower().replace("-", " ").replace("_", " "))
+    given = re.sub(r"\s+", " ", given).strip()
+    if given in _REPLAY:
+        return "replay"
+    if given in _FREEZE:
+        return "freeze"
+    return None
+
+
+def check_frozen(parent, shift, answer=None) -> bool:
     """A night shift with the first hidden layer frozen: its knobs are exactly the parent's,
-    the later stations moved, and the chef still learned the new guests."""
+    the later stations moved, and the chef still learned the new guests. ``answer``: which
+    habit keeps the old guests, "freezing" the first station or "replay"? Graded against
+    the learner's own runs (frozen, with and without replay)."""
     import jax
     from flax import nnx
 
@@ -78,7 +100,8 @@ def check_frozen(parent, shift) -> bool:
         return fb.done()
     frozen = [k for k, r in enumerate(runs) if r["freeze"] >= 1]
     if not fb.expect(bool(frozen), f"{len(frozen)} run(s) with the first station frozen",
-                     "call night_shift(..., freeze=(1,)) so the first hidden layer is frozen"):
+                     "call night_shift(..., freeze=(1,)): freeze counts the leading hidden "
+                     "layers to freeze (1 = the first station), one value per group of runs"):
         return fb.done()
     first = nnx.state(parent.hidden[0], nnx.Param)
     same, moved = True, False
@@ -95,6 +118,33 @@ def check_frozen(parent, shift) -> bool:
     if "new guests" in shift.scores:
         gain = float(np.mean(shift.final("new guests")[frozen])
                      - shift.parent_scores["new guests"])
-        fb.expect(gain > 0.02, f"and still learned the new guests (+{gain:.2f} accuracy)",
+        fb.expect(gain > 0.02, "and still learned the new guests (more than 2 points)",
                   f"new-guest accuracy changed by {gain:+.2f}: too little learning")
+    plain = [k for k in frozen if runs[k]["replay"] == 0.0]
+    replayed = [k for k in frozen if runs[k]["replay"] > 0.0]
+    if "old guests" not in shift.scores or not plain or not replayed:
+        fb.expect(False, "", "to compare the habits, taste the old guests (checks=checks) and "
+                  "run the frozen chef with and without replay (replay_on=(0.0, 1.0))")
+        return fb.done()
+    base = shift.parent_scores["old guests"]
+    lost_plain = base - float(np.mean(shift.final("old guests")[plain]))
+    lost_replay = base - float(np.mean(shift.final("old guests")[replayed]))
+    forgot = "still forgot more than a point" if lost_plain > 0.01 else "forgot less than a point"
+    kept = "kept them within a point" if abs(lost_replay) <= 0.01 else "moved more than a point"
+    facts = (f"frozen and trained on reviews alone, the chef {forgot} of the old guests; "
+             f"frozen with replay it {kept}")
+    truth = "replay" if lost_plain - lost_replay >= 0.005 else None  # half a point apart
+    habit = _habit(answer)
+    if answer is None:
+        fb.expect(False, "", "now answer: which habit keeps the old guests, freezing the first "
+                  "station or replay? (answer = \"...\")")
+    elif habit is None:
+        fb.expect(False, "", f"answer with one habit, \"freezing\" or \"replay\" (got {answer!r})")
+    elif truth is None:  # e.g. a night too short to forget: either answer is fair
+        fb.expect(True, f"your runs do not separate the habits clearly: {facts}", "")
+    else:
+        fb.expect(habit == truth, f"replay: {facts} -- freezing one station leaves the rest free "
+                  "to drift towards the new guests",
+                  f"{answer!r} is not what your runs show: {facts}. Which habit made the "
+                  "difference?")
     return fb.done()

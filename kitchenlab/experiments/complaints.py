@@ -22,7 +22,7 @@ GUEST_SEED = 7  # which guests come (fresh: the chef trained on seed 0's cakes)
 ALARM = AlarmConfig()  # PSI > 0.25 or reviews 5 points below launch
 NIGHT = FinetuneConfig(learning_rate=1e-3, epochs=40, batch_size=32, replay_batch=32)
 N_REVIEWS = 400  # newly labelled orders from the changed world, one night's worth
-REVIEW_SEEDS = (18, 19, 20, 21, 22)  # five nights of reviews; the first is re-laminated
+REVIEW_SEEDS = (18, 19, 20, 21, 22)  # five nights of reviews; 09 re-laminates the median
 CHECK_SEEDS = (101, 102)  # old / new guests tasted after every epoch of the night shift
 HELD_OUT_SEEDS = (201, 202)  # old / new guests of the morning check before a promotion
 TRAP_SIZES = (200, 2_000, 20_000, 200_000)  # orders per week in the p-value trap

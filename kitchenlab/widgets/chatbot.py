@@ -2,9 +2,10 @@
 
 ``temperature_panel(model)``: a temperature slider (0 ... 2) and a top-k slider (1 ... 77).
 Each move shows the probability bars of the next character at a point where the recipe is
-open (the flavour of a birthday cake: the order does not say) and the recipe the chef then
-writes with that sampler and a fixed seed. Temperature 0 is greedy (the same text every
-time); around 1 the chef is creative; towards 2 it gets silly.
+open (the flavour of a birthday cake: the order does not say) and the whole recipe the chef
+then writes with that sampler and a fixed seed (up to ``max_new_tokens`` characters: the
+greedy birthday cake needs about 420). Temperature 0 is greedy (the same text every time);
+around 1 the chef is creative; towards 2 it gets silly.
 
 The next-character logits are computed once when the panel opens; a slider move samples
 ``max_new_tokens`` characters with the compiled loop (temperature and k are traced values,
@@ -26,11 +27,25 @@ from kitchenlab.widgets import Panel, float_slider, int_slider
 
 FIGSIZE = (7.6, 3.8)
 N_BARS = 10  # most likely next characters drawn
+TEXT_LINES = 24  # lines of the written recipe shown (the greedy birthday cake has 18)
+TEXT_WIDTH = 64  # characters per shown line
 
 
 def show_char(c: str) -> str:
     """A character as a label: spaces and newlines made visible."""
     return {" ": "␣", "\n": "⏎", text.END: "<end>", text.PAD: "<pad>"}.get(c, c)
+
+
+def shown_lines(written: str, ended: bool) -> list[str]:
+    """The recipe as drawn: at most TEXT_LINES lines of TEXT_WIDTH characters; a cut is
+    marked with "…", so a learner never mistakes it for where the chef stopped."""
+    lines = written.splitlines() or [""]
+    cut = len(lines) > TEXT_LINES
+    lines = lines[:TEXT_LINES - 1] + ["…"] if cut else lines
+    shown = [line if len(line) <= TEXT_WIDTH else line[:TEXT_WIDTH - 1] + "…" for line in lines]
+    if not ended and not cut:
+        shown[-1] += " …"  # the budget ran out mid-recipe
+    return shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +67,7 @@ class Tasting:
 
 
 def temperature_panel(model, order: str = "Make a birthday cake", prefix: str = "Birthday ", *,
-                      max_new_tokens: int = 200, buffer: int | None = None,
+                      max_new_tokens: int = 448, buffer: int | None = None,
                       seed: int = 0) -> Panel:
     """Temperature and top-k sliders -> next-character bars and the recipe written.
 
@@ -90,12 +105,12 @@ def temperature_panel(model, order: str = "Make a birthday cake", prefix: str = 
         ax.set_xlabel("probability")
         ax.set_title(f"next after '{r.prefix.strip()}'", fontsize=9)
         mode = "greedy" if r.greedy else f"T = {r.temperature:.1f}, top-k {r.top_k}"
-        box = fig.add_axes((0.34, 0.02, 0.65, 0.9))
+        box = fig.add_axes((0.34, 0.02, 0.65, 0.92))
         box.axis("off")
-        lines = (r.prefix + r.recipe).splitlines()[:14]
-        box.text(0, 1, "\n".join(line[:62] for line in lines), va="top", ha="left",
-                 family="monospace", fontsize=8.5, transform=box.transAxes)
-        box.set_title(f"the chef writes ({mode})", fontsize=9, loc="left")
+        box.text(0, 1, "\n".join(shown_lines(r.prefix + r.recipe, r.ended)), va="top",
+                 ha="left", family="monospace", fontsize=8, transform=box.transAxes)
+        end = "<end>" if r.ended else f"no <end> within {r.n_tokens} characters"
+        box.set_title(f"the chef writes ({mode}; {end})", fontsize=9, loc="left")
 
     def readout(r: Tasting) -> str:
         mode = "greedy: the same recipe every time" if r.greedy else "sampling (seed fixed)"

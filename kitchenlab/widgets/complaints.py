@@ -140,6 +140,13 @@ class Progress:
         self.text = w.HTML()
         self.widget = w.HBox([self.bar, self.text])
 
+    def start(self, description: str) -> "Progress":
+        """Begin another run of the same length (e.g. the next night): a new label, bar at 0."""
+        self.bar.description = str(description)
+        self.bar.value = 0
+        self.text.value = ""
+        return self
+
     def __call__(self, epoch: int, metrics: dict) -> None:
         self.bar.value = epoch + 1
         parts = [f"epoch {epoch + 1}/{self.epochs}"]
