@@ -5,6 +5,8 @@ is checked against a reference (a fit, a hand replay of the shuffles, a crafted 
 small grids, so that the tests stay quick and a broken experiment fails here first.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -93,6 +95,31 @@ def test_momentum_strides_like_sgd_at_ten_times_the_rate(small_race):
     final = small_race.final_val_loss()
     np.testing.assert_allclose(final[:, 1, 1], final[:, 0, 2], atol=0.01)
     assert np.all(final[:, 0, 1] > final[:, 1, 1] + 0.05)  # not where SGD at 0.01 ends
+    pairs = small_race.momentum_pairs()  # the grid (1e-4, 0.01, 0.1) has one such pair
+    np.testing.assert_allclose(pairs.steps, [0.1])
+    assert list(pairs.momentum_index) == [1] and list(pairs.sgd_index) == [2]
+    np.testing.assert_allclose(pairs.gap[:, 0], final[:, 1, 1] - final[:, 0, 2])
+    assert np.all(np.abs(pairs.mean()) < 0.01) and bool(pairs.finite()[0])
+
+
+def test_momentum_pairs_on_a_crafted_race():
+    """Pairs follow the grid (momentum at η with SGD at 10η); the gap is paired per seed and
+    an exploded run shows as ±inf, never as a number."""
+    race = _crafted_race([0.40, 0.31, 0.305, 0.20], steady=[True] * 4)  # lrs 0.01, 0.1, 1, 3
+    val = race.val_loss.copy()
+    val[:, 1, :, -1] = [[0.42, 0.30, 0.5, 0.6], [0.40, 0.34, 0.5, 0.6]]  # momentum, 2 seeds
+    diverged = race.diverged.copy()
+    diverged[1, 0, 2] = True  # SGD at 1.0 explodes for seed 1
+    race = dataclasses.replace(race, val_loss=val, diverged=diverged)
+    pairs = race.momentum_pairs()
+    np.testing.assert_allclose(pairs.steps, [0.1, 1.0])  # 3.0 / 10 is not on the grid
+    assert list(pairs.momentum_index) == [0, 1] and list(pairs.sgd_index) == [1, 2]
+    np.testing.assert_allclose(pairs.gap[:, 0], [0.42 - 0.31, 0.40 - 0.31])
+    assert pairs.gap[0, 1] == pytest.approx(0.30 - 0.305) and pairs.gap[1, 1] == -np.inf
+    assert list(pairs.finite()) == [True, False]
+    assert pairs.mean()[0] == pytest.approx(0.10) and pairs.mean()[1] == -np.inf
+    se = pairs.standard_error()
+    assert se[0] == pytest.approx(np.std([0.11, 0.09], ddof=1) / np.sqrt(2)) and np.isnan(se[1])
 
 
 def _crafted_race(final_by_rate, steady):

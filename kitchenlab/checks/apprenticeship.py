@@ -8,7 +8,7 @@ from kitchenlab.checks import Feedback, close
 
 
 def check_learning_rate(learning_rate, kitchen=None, *, target: float = 0.2) -> bool:
-    """Does plain SGD at ``learning_rate`` reach train loss < ``target`` in 20 days, calmly?
+    """Does plain SGD at ``learning_rate`` reach train loss < ``target`` in 20 days unexploded?
 
     Uses notebook 02's plan (``kl.experiments.apprenticeship.default_config()``), so it reuses the
     compiled run the notebook already has.

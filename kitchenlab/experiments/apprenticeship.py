@@ -5,7 +5,9 @@ share. Each is a pure function of its settings and never raises when training bl
 ``lr_curves`` trains one apprentice and names the regime (``verdict``: stuck, learning,
 overshooting or exploded); ``race`` sweeps SGD, momentum and Adam over a grid of learning
 rates and several seeds, so that each sous-chef can be judged at its own best rate, on the
-guests. The gas-valve cap (gradient clipping) has its own module, ``kl.experiments.clipping``.
+guests, and ``Race.momentum_pairs`` lines momentum at η up with SGD at its effective step
+η / (1 − β), seed by seed. The gas-valve cap (gradient clipping) has its own module,
+``kl.experiments.clipping``.
 
 Everything runs ``kl.train.fit`` (fused) or ``kl.sweep.sweep`` with the learning rate,
 momentum, clip norm and optimizer traced, so one compiled program per kind serves every
@@ -231,6 +233,25 @@ class Race:
                         self.mean_val_loss()[SOUS_CHEFS.index(optimizer)], np.inf)
         return self.learning_rates[mean <= np.min(mean) + within]
 
+    def momentum_pairs(self) -> "MomentumPairs":
+        """Momentum at η next to SGD at its effective step η / (1 − β), where the grid has both.
+
+        The same seed means the same starting knobs and trays, so the gap is paired.
+        """
+        lrs = self.learning_rates
+        mom, sgd = [], []
+        for j, lr in enumerate(lrs):
+            k = np.flatnonzero(np.isclose(lrs, lr / (1 - MOMENTUM), rtol=1e-6))
+            if k.size:
+                mom.append(j)
+                sgd.append(int(k[0]))
+        mom, sgd = np.array(mom, dtype=int), np.array(sgd, dtype=int)
+        final = self.final_val_loss()
+        with np.errstate(invalid="ignore"):  # inf - inf where both exploded: nan
+            gap = (final[:, SOUS_CHEFS.index("momentum"), mom]
+                   - final[:, SOUS_CHEFS.index("sgd"), sgd])  # (S, P)
+        return MomentumPairs(lrs[mom] / (1 - MOMENTUM), mom, sgd, gap)
+
     def verdicts(self, optimizer: str = "sgd") -> np.ndarray:
         """(S, L) verdict word of every run of ``optimizer`` (see VERDICT_WORDS)."""
         i = SOUS_CHEFS.index(optimizer)
@@ -238,6 +259,33 @@ class Race:
                                         self.diverged[s, i, j])
                           for j in range(len(self.learning_rates))]
                          for s in range(len(self.seeds))])
+
+
+@dataclasses.dataclass(frozen=True)
+class MomentumPairs:
+    """Momentum (β = ``MOMENTUM``) at η paired with SGD at η / (1 − β) in a ``Race``."""
+
+    steps: np.ndarray  # (P,) the effective step η / (1 − β) of each pair
+    momentum_index: np.ndarray  # (P,) index of momentum's η in ``Race.learning_rates``
+    sgd_index: np.ndarray  # (P,) index of SGD's rate η / (1 − β)
+    gap: np.ndarray  # (S, P) momentum's final validation loss minus SGD's, per seed; -inf
+    #                  where only SGD exploded, +inf where only momentum did, nan if both
+
+    def finite(self) -> np.ndarray:
+        """(P,) True where no run of the pair exploded, for any seed."""
+        return np.all(np.isfinite(self.gap), axis=0)
+
+    def mean(self) -> np.ndarray:
+        """(P,) the mean gap over seeds (±inf or nan where a run exploded)."""
+        with np.errstate(invalid="ignore"):
+            return self.gap.mean(axis=0)
+
+    def standard_error(self) -> np.ndarray:
+        """(P,) standard error of the mean gap over seeds; nan where a run exploded."""
+        n = self.gap.shape[0]
+        ok = self.finite()
+        spread = np.where(ok, self.gap, 0.0).std(axis=0, ddof=1) if n > 1 else np.zeros(ok.shape)
+        return np.where(ok, spread / np.sqrt(n), np.nan)
 
 
 def race(kitchen=None, *, learning_rates=LR_GRID, seeds=SEEDS,
