@@ -118,7 +118,7 @@ def _check_raw(data, name: str) -> "CakeData":
 
 
 def flipped(data: CakeData) -> np.ndarray:
-    """The judge's bad days: which labels of a raw table disagree with the hidden rule (N,) bool."""
+    """Wrong tags on the bags: which labels of a raw table disagree with the hidden rule (N,) bool."""
     data = _check_raw(data, "data")
     return data.y != hidden_rule(data.x)
 
@@ -138,7 +138,8 @@ def make_cakes(n: int, *, seed: int = 0, noise: float = 0.05, drift: float = 0.0
     Args:
       n: number of cakes (> 0).
       seed: randomness of the pantry and of the label noise.
-      noise: fraction of labels flipped on purpose (the judge's bad days), in [0, 0.5).
+      noise: fraction of labels flipped on purpose (wrong tags on the bags: the tag says
+        the opposite of how the cake really turned out), in [0, 0.5).
       drift: in [0, 1]: a new oven supplier and a sweeter clientele move the ingredient
         distribution (hotter ovens, more sugar). 0 is the kitchen the model was trained in.
     """
@@ -188,7 +189,7 @@ def drifted_cakes(n: int, kind: str, severity: float, *, seed: int = 0,
 
     These are the guests of the changed world; the ones whose verdict comes back later are
     the "reviews" a chef is fine-tuned on. The guests are ``make_cakes(n, seed=seed,
-    noise=noise)``, moved by the drift, with the same judge's bad days (the same labels are
+    noise=noise)``, moved by the drift, with the same wrong tags on the bags (the same labels are
     flipped), so severity 0 gives exactly ``make_cakes``'s cakes and a larger severity
     changes nothing else. Labels always come from the kitchen's physics
     (``hidden_rule``); for "hot_oven" the physics sees the oven's real temperature.
@@ -200,7 +201,7 @@ def drifted_cakes(n: int, kind: str, severity: float, *, seed: int = 0,
         raise ValueError(f"severity must be a number in [0, 1] (0: no drift), got {severity!r}")
     s = float(severity)
     base = make_cakes(n, seed=seed, noise=noise)
-    flipped = base.y != hidden_rule(base.x)  # the judge's bad days stay the same guests'
+    flipped = base.y != hidden_rule(base.x)  # the same guests keep their wrong tags
     x = base.x.astype(np.float64)
     real = x  # what the physics sees (differs from the order only for a lying oven dial)
     col = FEATURE_NAMES.index
@@ -364,7 +365,7 @@ def pantry(n_train: int = 400, n_val: int = 400, n_test: int = 400, *, noise: fl
 
 
 def flip_labels(y: np.ndarray, fraction: float, *, seed: int = 0) -> np.ndarray:
-    """The judge's bad days: flip a ``fraction`` of the (binary) labels, chosen by ``seed``."""
+    """Wrong tags on the bags: flip a ``fraction`` of the (binary) labels, chosen by ``seed``."""
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) \
             or not 0.0 <= float(fraction) <= 1.0:
         raise ValueError(f"fraction must be a number in [0, 1] (share of labels to flip), "

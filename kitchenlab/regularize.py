@@ -142,12 +142,20 @@ def weighted_loss(params, graphdef, x, y, weights, *, key, hp: Hyper):
 
 
 def _taste(params, graphdef, x, y, weights):
-    """Pure judge's score and accuracy, every burner on (no dropout, no L2 fine)."""
-    logits = nnx.merge(graphdef, params)(x)
-    per_cake = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    hit = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+    """Pure judge's score, accuracy, and how sure the verdicts that miss the tag are.
+
+    Every burner on (no dropout, no L2 fine). The third number is the mean confidence
+    (the verdict's softmax probability) over the cakes judged wrong; 0.5 if none is wrong.
+    """
+    logits = nnx.merge(graphdef, params)(x)  # (N, C)
+    per_cake = optax.softmax_cross_entropy_with_integer_labels(logits, y)  # (N,)
+    hit = (jnp.argmax(logits, -1) == y).astype(jnp.float32)  # (N,)
     total = jnp.maximum(jnp.sum(weights), 1.0)
-    return jnp.sum(weights * per_cake) / total, jnp.sum(weights * hit) / total
+    miss = weights * (1.0 - hit)  # (N,) the counted cakes judged wrong
+    sure = jnp.max(jax.nn.softmax(logits, -1), -1)  # (N,) confidence of each verdict
+    n_miss = jnp.sum(miss)
+    wrong_sure = jnp.where(n_miss > 0, jnp.sum(miss * sure) / jnp.maximum(n_miss, 1.0), 0.5)
+    return jnp.sum(weights * per_cake) / total, jnp.sum(weights * hit) / total, wrong_sure
 
 
 def _run(graphdef, config: RunConfig, params, width, w, y, hp: Hyper, seed, x, xv, yv):
@@ -168,7 +176,7 @@ def _run(graphdef, config: RunConfig, params, width, w, y, hp: Hyper, seed, x, x
 
     def record(params):
         tr, va = _taste(params, graphdef, x, y, w), _taste(params, graphdef, xv, yv, jnp.ones_like(yv, jnp.float32))
-        return jnp.stack([tr[0], tr[1], va[0], va[1]])
+        return jnp.stack([tr[0], tr[1], va[0], va[1], va[2]])
 
     def chunk(carry, k):  # scan inside scan: record_every epochs, then taste once
         carry, _ = jax.lax.scan(step, carry, jax.random.split(k, config.record_every))
@@ -178,7 +186,7 @@ def _run(graphdef, config: RunConfig, params, width, w, y, hp: Hyper, seed, x, x
     first = record(params)
     (params, opt_state), rec = jax.lax.scan(chunk, (params, tx.init(params)),
                                             jax.random.split(key, n_chunks))
-    rec = jnp.concatenate([first[None], rec])  # (E+1, 4)
+    rec = jnp.concatenate([first[None], rec])  # (E+1, 5)
     return params, grad_rms(opt_state, params), rec
 
 
@@ -223,6 +231,7 @@ class Runs:
     val_accuracy: np.ndarray
     params: object  # final knobs, each leaf with a leading K axis (masked units stay 0)
     grad_rms: object = None  # Adam's sqrt(v-hat) per knob at the end, same tree as params
+    val_wrong_confidence: np.ndarray | None = None  # mean confidence of the guests' wrong verdicts
 
     def __len__(self) -> int:
         return self.train_loss.shape[0]
@@ -365,7 +374,8 @@ def _runs(vals, config, params, rms, rec) -> Runs:
     rec = np.asarray(rec)
     epochs = np.arange(rec.shape[1]) * config.record_every
     return Runs(values=vals, epochs=epochs, train_loss=rec[..., 0], train_accuracy=rec[..., 1],
-                val_loss=rec[..., 2], val_accuracy=rec[..., 3], params=params, grad_rms=rms)
+                val_loss=rec[..., 2], val_accuracy=rec[..., 3], params=params, grad_rms=rms,
+                val_wrong_confidence=rec[..., 4])
 
 
 def run_many(pantry_: Pantry, config: RunConfig = RunConfig(), *, labels=None,

@@ -49,3 +49,14 @@ def test_noisy_label_grid_flips_practice_labels_per_seed_and_matches_the_grid_si
     assert per.shape == (*shape, len(seeds), len(noisy.epochs))
     flips = E.per_seed(noisy, noisy.values["flip"], shape)
     assert np.all(flips[:, 2] == E.FLIPS[2])
+
+
+def test_at_lowest_loss_picks_each_runs_own_best_tasting():
+    pantry = kl.data.pantry(n_train=60, n_val=40, n_test=10, seed=0)
+    runs = kl.regularize.run_many(pantry, CFG, width=[4, 32], seed=[0, 1], learning_rate=1e-2)
+    best = np.argmin(runs.val_loss, axis=1)
+    got = E.at_lowest_loss(runs, runs.val_accuracy)
+    np.testing.assert_array_equal(got, runs.val_accuracy[np.arange(2), best])
+    np.testing.assert_array_equal(E.at_lowest_loss(runs, runs.val_loss), runs.val_loss.min(axis=1))
+    with pytest.raises(ValueError, match="one recorded curve per run"):
+        E.at_lowest_loss(runs, runs.val_accuracy[:, -1])

@@ -244,3 +244,17 @@ def test_fit_records_the_pure_validation_loss_with_l2(kitchen):
                            TrainConfig(epochs=3, batch_size=32, l2=0.1))
     pure = kl.evaluate.evaluate(model, kitchen.val)["loss"]
     assert float(history.val_loss[-1]) == pytest.approx(pure, abs=1e-4)
+
+
+def test_wrong_verdict_confidence_matches_a_forward_pass(pantry):
+    """The last tasting's mean confidence of the guests' wrong verdicts, recomputed from the
+    final knobs with a plain forward pass and jax.nn.softmax."""
+    r = rg.run_one(pantry, CFG, learning_rate=1e-2)
+    assert r.val_wrong_confidence.shape == r.val_loss.shape
+    logits = np.asarray(rg.trained_model(r, 0, CFG)(jax.numpy.asarray(pantry.val.x)))
+    prob = np.asarray(jax.nn.softmax(logits, -1))
+    wrong = logits.argmax(-1) != pantry.val.y
+    assert wrong.any() and not wrong.all()
+    want = prob.max(-1)[wrong].mean()
+    assert r.val_wrong_confidence[0, -1] == pytest.approx(want, abs=1e-5)
+    assert r.val_accuracy[0, -1] == pytest.approx(1 - wrong.mean(), abs=1e-6)

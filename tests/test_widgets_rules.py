@@ -69,7 +69,10 @@ def test_rules_grid_near_best_cells_and_drawing(pantry):
     assert mean.shape == se.shape == (len(E.DROPOUTS), len(E.WEIGHT_DECAYS))
     k = (runs.values["dropout"] == E.DROPOUTS[1]) & (runs.values["weight_decay"] == E.WEIGHT_DECAYS[2])
     assert mean[1, 2] == pytest.approx(runs.val_accuracy[k, -1].mean(), abs=1e-6)
-    near = E.near_best(mean, se)
+    table = E.grid_table(runs)
+    assert table.shape == (len(E.DROPOUTS), len(E.WEIGHT_DECAYS), 3)
+    np.testing.assert_allclose(table.mean(axis=-1), mean, atol=1e-6)
+    near = E.near_best(table)
     assert near[np.unravel_index(np.argmax(mean), mean.shape)]
     png = kl.widgets.render_png(R.draw_grid, runs, figsize=(6, 4))
     assert png.startswith(PNG_MAGIC)
@@ -79,20 +82,35 @@ def test_rules_grid_near_best_cells_and_drawing(pantry):
     R.draw_grid(runs, fig)
     ax = fig.axes[0]
     assert len(fig.axes) == 2, "the grid has a colour bar"
-    assert len(ax.patches) == int(near.sum()), "one outline per cell within one SE of the best"
+    assert len(ax.patches) == int(near.sum()), "one outline per cell tied with the best"
     assert len(ax.texts) == mean.size
 
 
 def test_check_near_best(capsys):
     assert kl.checks.check_near_best(E.near_best)
     assert not kl.checks.check_near_best(None)
-    assert not kl.checks.check_near_best(lambda m, s: None)
+    assert not kl.checks.check_near_best(lambda t: None)
+
+    def means(t):
+        return np.asarray(t).mean(axis=-1)
+
     assert not kl.checks.check_near_best(  # only the arg-max: crowns noise
-        lambda m, s: np.asarray(m) == np.max(m))
-    assert not kl.checks.check_near_best(lambda m, s: np.ones(np.shape(m), bool))  # everyone
-    assert not kl.checks.check_near_best(  # the best's SE alone, not the difference's
-        lambda m, s: np.max(m) - np.asarray(m) <= np.asarray(s).ravel()[np.argmax(m)])
+        lambda t: means(t) == np.max(means(t)))
     assert "cannot be told apart" in capsys.readouterr().out
+    assert not kl.checks.check_near_best(lambda t: np.ones(np.shape(t)[:-1], bool))  # everyone
+
+    def unpaired(t):  # two separate error bars: ignores that the cells share their seeds
+        m, se = E.mean_se(t)
+        best = np.unravel_index(np.argmax(m), m.shape)
+        return m[best] - m <= 2 * np.sqrt(se ** 2 + se[best] ** 2)
+
+    assert not kl.checks.check_near_best(unpaired)
+    assert "per-seed differences" in capsys.readouterr().out
+
+    def one_se(t):  # paired, but one standard error instead of two
+        return E.near_best(t, z=1.0)
+
+    assert not kl.checks.check_near_best(one_se)
 
 
 def test_check_dropout():

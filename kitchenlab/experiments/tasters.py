@@ -19,7 +19,7 @@ from kitchenlab.regularize import RunConfig, Runs, grid, mean_se, run_many
 WIDTHS = (1, 2, 4, 8, 16, 32)  # knobs per station (hidden units per layer), depth 2
 SIZES = (25, 50, 100, 200, 400)  # practice cakes
 SEEDS = (0, 1, 2, 3, 4)  # starting knobs + which practice cakes (data_seed = seed)
-FLIPS = (0.0, 0.1, 0.2, 0.3, 0.4)  # extra share of practice labels the judge got wrong
+FLIPS = (0.0, 0.1, 0.2, 0.3, 0.4)  # extra share of practice bags given a wrong tag
 NOISY_CAKES = 100  # practice cakes in the noisy-label experiment
 LEARNING_RATE = 3e-3  # the grid's Adam step size (full batch, one knob turn per epoch)
 NOISY_LEARNING_RATE = 1e-2  # a bolder apprentice, so every wide book memorises in 200 epochs
@@ -42,7 +42,8 @@ def overfitting_grid(pantry_: Pantry, config: RunConfig = CONFIG, *,
 
 
 def noisy_label_grid(pantry_: Pantry, config: RunConfig = CONFIG, *, seeds=SEEDS) -> Runs:
-    """Every (width, flip, seed) on ``NOISY_CAKES`` cakes; the guests' labels stay as baked.
+    """Every (width, flip, seed) on ``NOISY_CAKES`` cakes: ``flip`` more practice bags get a
+    wrong tag (a different draw per seed); the guests' tags stay as baked.
 
     With the default seeds it has as many runs as ``overfitting_grid``, so it reuses that
     compiled program: labels are just another traced array.
@@ -62,6 +63,20 @@ def per_seed(runs: Runs, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarr
     values = np.asarray(values)
     n_seeds = len(np.unique(runs.values["seed"]))
     return values.reshape(*shape, n_seeds, *values.shape[1:])
+
+
+def at_lowest_loss(runs: Runs, values: np.ndarray) -> np.ndarray:
+    """Each run's value of a recorded curve (K, E+1) at its own lowest guests' loss. (K,)
+
+    That is where early stopping would have kept the knobs; compare with ``values[:, -1]``
+    (the end of training) to see what the later epochs did.
+    """
+    values = np.asarray(values)
+    if values.shape != runs.val_loss.shape:
+        raise ValueError(f"values must be one recorded curve per run, shape "
+                         f"{runs.val_loss.shape}, got {values.shape}")
+    best = np.argmin(runs.val_loss, axis=1)  # (K,)
+    return values[np.arange(len(runs)), best]
 
 
 def gap_table(runs: Runs) -> np.ndarray:

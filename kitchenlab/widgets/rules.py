@@ -17,8 +17,8 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from kitchenlab.data import Pantry
-from kitchenlab.experiments.rules import (CONFIG, DROPOUTS, WEIGHT_DECAYS, grid_stats,
-                                          near_best, rules_baseline, rules_run)
+from kitchenlab.experiments.rules import (CONFIG, DROPOUTS, TIE_Z, WEIGHT_DECAYS, grid_stats,
+                                          grid_table, near_best, rules_baseline, rules_run)
 from kitchenlab.plots import PALETTE
 from kitchenlab.regularize import RunConfig, Runs
 
@@ -76,7 +76,8 @@ def draw(view: RulesView, fig) -> None:
         hx.stairs(counts, bins, fill=True, alpha=0.55, color=color, label=label)
     hx.set_xlabel("knob setting (weight value, clipped to ±1.5)")
     hx.set_ylabel("how many knobs")
-    hx.set_title("weight sizes: grey no rules, purple these rules", fontsize=9)
+    hx.set_title("weight sizes after training", fontsize=9)
+    hx.legend(loc="upper right", fontsize=8)
 
 
 def readout(view: RulesView) -> str:
@@ -111,10 +112,11 @@ def panel(pantry: Pantry, config: RunConfig = CONFIG, *, dropout: float = 0.0,
 
 # ---------------------------------------------------------------- the summary grid
 def draw_grid(runs: Runs, fig) -> None:
-    """Mean guest accuracy over (dropout x weight decay) with a colour bar; the cells within
-    one standard error of the best mean are outlined (they cannot be told apart from it)."""
+    """Mean guest accuracy over (dropout x weight decay) with a colour bar; the cells that
+    tie with the best (within ``TIE_Z`` standard errors of the per-seed difference) are
+    outlined: with these seeds they cannot be told apart from it."""
     mean, se = grid_stats(runs)
-    near = near_best(mean, se)
+    near = near_best(grid_table(runs))
     ax = fig.subplots()
     im = ax.imshow(mean, cmap="viridis", origin="lower", aspect="auto")
     fig.colorbar(im, ax=ax, label="guest accuracy (mean over seeds)")
@@ -131,6 +133,6 @@ def draw_grid(runs: Runs, fig) -> None:
     ax.set_xlabel("weight decay λ (fine for big knobs)")
     ax.set_ylabel("dropout (burners off)")
     n_seeds = len(np.unique(runs.values["seed"]))
-    ax.set_title(f"guest accuracy, mean ± SE of {n_seeds} seeds\n"
-                 "outlined: within one SE of the best", fontsize=9)
+    ax.set_title(f"guest accuracy, mean ± SE of {n_seeds} seeds\noutlined: tied with the best "
+                 f"(within {TIE_Z:g} SE, paired by seed)", fontsize=9)
     ax.grid(False)

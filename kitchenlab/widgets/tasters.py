@@ -76,8 +76,11 @@ def _stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def draw_heatmap(gaps: np.ndarray, ax, *, mark: tuple[int, int] | None = None,
-                 numbers: bool = False, colorbar: bool = False) -> None:
-    """Gap heat map: widths down, training-set sizes across; ``mark`` = (width, n_train)."""
+                 numbers: bool = False, colorbar: bool = False, cax=None) -> None:
+    """Gap heat map: widths down, training-set sizes across; ``mark`` = (width, n_train).
+
+    ``colorbar`` adds a colour bar beside ``ax`` (or into ``cax``, an axes placed by hand).
+    """
     vmax = max(0.25, float(gaps.max()))
     im = ax.imshow(gaps, cmap="magma_r", vmin=0.0, vmax=vmax, origin="lower", aspect="auto")
     # Only the chosen cell carries its number: 30 text labels would double the redraw time;
@@ -94,7 +97,8 @@ def draw_heatmap(gaps: np.ndarray, ax, *, mark: tuple[int, int] | None = None,
     ax.set_title("gap = train − val accuracy (mean)", fontsize=9)
     ax.grid(False)
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, label="gap (accuracy points)")
+        bar = ax.figure.colorbar(im, ax=None if cax is not None else ax, cax=cax, ticks=[0, 0.1, 0.2])
+        bar.set_label("gap (share of cakes)", fontsize=8)
     if mark is not None:
         i, j = WIDTHS.index(mark[0]), SIZES.index(mark[1])
         ax.add_patch(Rectangle(
@@ -112,7 +116,7 @@ def draw(view: TasterView, fig) -> None:
     fig.set_layout_engine(None)  # fixed margins: constrained layout (and the extra layout
     # pass savefig makes for any layout engine) would more than double the redraw time
     ax, lx, hm = fig.subplots(1, 3, width_ratios=[1.1, 1, 1], gridspec_kw=dict(
-        left=0.06, right=0.99, bottom=0.15, top=0.88, wspace=0.34))
+        left=0.06, right=0.91, bottom=0.15, top=0.88, wspace=0.34))
     _band(ax, view.epochs, view.train_accuracy, PALETTE["train"], "practice cakes (train)")
     _band(ax, view.epochs, view.val_accuracy, PALETTE["val"], "guest tasters (val)")
     ax.axvline(view.best_epoch, color=PALETTE["muted"], ls="--", lw=1)
@@ -134,7 +138,8 @@ def draw(view: TasterView, fig) -> None:
     lx.set_ylabel("guests' loss (lower is better)")
     lx.set_title(f"guests' loss: +{view.loss_rise:.2f} after its lowest", fontsize=9)
     lx.legend(loc="upper right", fontsize=7)
-    draw_heatmap(view.gaps, hm, mark=(view.width, view.n_train))
+    draw_heatmap(view.gaps, hm, mark=(view.width, view.n_train), colorbar=True,
+                 cax=fig.add_axes([0.92, 0.15, 0.01, 0.73]))
 
 
 def readout(view: TasterView) -> str:
