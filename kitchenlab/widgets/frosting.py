@@ -110,9 +110,9 @@ def _rgb(hex_colour: str) -> list[float]:
 
 
 def readout(s: Station) -> str:
-    pays = s.measured >= 1.0
-    colour = PALETTE["test"] if pays else PALETTE["val"]
-    verdict = "pays" if pays else "does not pay"
+    # within 5 % of plain decoding is a draw: timings move that much between repeats
+    verdict = "pays" if s.measured >= 1.05 else "does not pay" if s.measured < 0.95 else "break-even"
+    colour = {"pays": PALETTE["test"], "does not pay": PALETTE["val"]}.get(verdict, PALETTE["muted"])
     return (f"<b>{html.escape(DRAFT_LABELS.get(s.draft, s.draft))}, k = {s.k}</b>: "
             f"alpha = {s.alpha:.2f}, {s.tokens_per_call:.1f} tokens per target pass; "
             f"predicted {s.predicted:.2f}x, "
