@@ -28,15 +28,12 @@ taskset, 1.8 spread over both busy cores).
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from timing import median_seconds, ratio
+from timing import in_pinned_child, median_seconds, ratio
 
 N_TOKENS = 256
 ROUNDS = 7  # alternating batch-1 / batch-16 rounds
@@ -150,15 +147,7 @@ def torch_tokens_per_s(model, prompt: str, n_tokens: int, *, repeats: int = 3):
 
 def measure() -> dict:
     """All keys, measured in a child process pinned to one core (see the module notes)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return _measure() | {"gen.cores": os.cpu_count()}
-    core = max(os.sched_getaffinity(0))  # the last core: notebooks' timings pin the first
-    child = subprocess.run(
-        [sys.executable, __file__, "--child"], check=True, stdout=subprocess.PIPE, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(Path(__file__).resolve().parent)] + sys.path)))
-    return json.loads(child.stdout.strip().splitlines()[-1]) | {"gen.cores": 1}
+    return in_pinned_child(__file__, _measure, "gen.cores")
 
 
 def _measure() -> dict:

@@ -31,14 +31,11 @@ Measured in a fresh Python process pinned to one core before JAX starts, as benc
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-from timing import ratio
+from timing import in_pinned_child, ratio
 
 N_TOKENS = 256
 K = 4
@@ -53,15 +50,7 @@ def _log(msg: str) -> None:
 
 def measure() -> dict:
     """All keys, measured in a child process pinned to one core (see the module notes)."""
-    if not hasattr(os, "sched_setaffinity"):
-        return _measure() | {"spec.cores": os.cpu_count()}
-    core = max(os.sched_getaffinity(0))
-    child = subprocess.run(
-        [sys.executable, __file__, "--child"], check=True, stdout=subprocess.PIPE, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(Path(__file__).resolve().parent)] + sys.path)))
-    return json.loads(child.stdout.strip().splitlines()[-1]) | {"spec.cores": 1}
+    return in_pinned_child(__file__, _measure, "spec.cores")
 
 
 def _calls(target, draft, prompt: str, *, k: int, temperature: float = 0.0):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -25,3 +30,19 @@ def median_seconds(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 
 def ratio(slow: float, fast: float, digits: int = 1) -> float:
     """How many times faster ``fast`` is than ``slow``."""
     return round(slow / fast, digits)
+
+
+def in_pinned_child(script: str, measure: Callable[[], dict], cores_key: str) -> dict:
+    """Run ``script --child`` in a fresh process pinned to one core, before JAX starts (as
+    ``taskset -c N`` would, on the last core: the notebooks' timings pin the first), and
+    return the JSON dict it prints last, plus ``cores_key``: 1. Where a process cannot be
+    pinned (not Linux), ``measure()`` runs here, on every core."""
+    if not hasattr(os, "sched_setaffinity"):
+        return measure() | {cores_key: os.cpu_count()}
+    core = max(os.sched_getaffinity(0))
+    child = subprocess.run(
+        [sys.executable, script, "--child"], check=True, stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(Path(script).resolve().parent)] + sys.path)))
+    return json.loads(child.stdout.strip().splitlines()[-1]) | {cores_key: 1}
