@@ -158,11 +158,16 @@ def _measure() -> dict:
     speed = lambda **kw: kl.generate.tokens_per_second(model, prompt, N_TOKENS, **kw)  # noqa: E731
 
     # Batch 1 and batch 16 alternate in rounds, so a busy spell of the shared machine
-    # slows both alike; each speed is the median over all its rounds.
+    # slows both alike; each speed is the median over all its rounds. Every round first
+    # serves each batch size once untimed: the first call after the other program ran is
+    # slower (fresh buffers for a fridge 16x larger, cold caches), which a kitchen serving
+    # trays all evening does not pay (measured here: gen.batch16_vs_batch1 was 1.72-1.87,
+    # median 1.78 over 7 runs, timing those first calls; 1.85-2.11, median 1.95 over 5
+    # runs, with the untimed call).
     ones, sixteens = [], []
-    for r in range(ROUNDS):
-        ones += speed(batch=1, repeats=3, warmup=r == 0)["times"]
-        sixteens += speed(batch=16, repeats=1, warmup=r == 0)["times"]
+    for _ in range(ROUNDS):
+        ones += speed(batch=1, repeats=3)["times"]
+        sixteens += speed(batch=16, repeats=2)["times"]
     one_tps = N_TOKENS / statistics.median(ones)
     sixteen_tps = 16 * N_TOKENS / statistics.median(sixteens)
     _log(f"batch 1 with cache: {one_tps:,.0f} tok/s; batch 16: {sixteen_tps:,.0f} tok/s")
