@@ -7,6 +7,7 @@ import pytest
 
 import kitchenlab as kl
 from kitchenlab.checks import service as checks
+from check_grading import ok as _ok, wrong as _wrong
 
 
 @pytest.fixture(scope="module")
@@ -17,18 +18,6 @@ def shelf(tmp_path_factory):
     model = kl.models.make_mlp(kl.config.MLPConfig.default(), seed=0)
     folder = kl.serve.laminate(model, root / "chef", normalizer=kitchen.normalizer)
     return root, folder, kl.serve.open_restaurant(folder)
-
-
-def _ok(check, *args, capsys, **kwargs):
-    assert check(*args, **kwargs) is True
-    assert "well done" in capsys.readouterr().out
-
-
-def _wrong(check, *args, capsys, **kwargs):
-    assert check(*args, **kwargs) is False
-    out = capsys.readouterr().out
-    assert "not yet" in out and "✘" in out
-    return out
 
 
 US_ORDER = {"flour": (0.3, "kg"), "sugar": 150, "butter": 113, "eggs": 3, "milk": (0.12, "l"),
