@@ -16,7 +16,8 @@ def right_verdict(guesses, choices):
 
 def test_verdict(capsys):
     _ok(frosting.check_verdict, right_verdict, capsys=capsys)
-    _ok(frosting.check_verdict, lambda g, c: list(right_verdict(g, c)), capsys=capsys)  # a list is fine
+    # a list is fine
+    _ok(frosting.check_verdict, lambda g, c: list(right_verdict(g, c)), capsys=capsys)
 
     def counts_every_match(guesses, choices):  # a later match must not count
         kept = int(np.sum(np.asarray(guesses) == np.asarray(choices)[: len(guesses)]))
