@@ -21,7 +21,8 @@ import json
 import os
 import sys
 
-from bench_quant import chefs, pin_to_one_core, run_on_one_core
+from bench_quant import chefs
+from timing import in_pinned_child
 
 
 def child() -> dict:
@@ -53,12 +54,8 @@ def child() -> dict:
 
 
 def measure() -> dict:
-    return run_on_one_core(os.path.abspath(__file__))
+    return in_pinned_child(os.path.abspath(__file__), child)
 
 
 if __name__ == "__main__":
-    if "--child" in sys.argv:
-        pin_to_one_core()
-        print(json.dumps(child()))
-    else:
-        print(measure())
+    print(json.dumps(child()) if "--child" in sys.argv else measure())

@@ -29,29 +29,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
+
+from timing import in_pinned_child
 
 WIDTHS = (64, 256, 1024, 2048)  # the widest is the banquet the goals refer to
 BATCHES = (1, 64, 1024)
 SEEDS = (0, 1, 2)
-
-
-def run_on_one_core(script: str) -> dict:
-    """Run ``python script --child`` on one CPU core; its last stdout line is JSON.
-
-    The child pins itself (``pin_to_one_core``) before it imports JAX, so every thread
-    XLA or ONNX Runtime starts later inherits the single core.
-    """
-    out = subprocess.run([sys.executable, script, "--child"], stdout=subprocess.PIPE,
-                         stderr=sys.stderr, text=True, check=True,
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def pin_to_one_core() -> None:
-    if hasattr(os, "sched_setaffinity"):  # Linux; elsewhere the run is not pinned
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
 def chefs(seeds=SEEDS):
@@ -128,12 +112,8 @@ def child() -> dict:
 
 
 def measure() -> dict:
-    return run_on_one_core(os.path.abspath(__file__))
+    return in_pinned_child(os.path.abspath(__file__), child)
 
 
 if __name__ == "__main__":
-    if "--child" in sys.argv:
-        pin_to_one_core()
-        print(json.dumps(child()))
-    else:
-        print(measure())
+    print(json.dumps(child()) if "--child" in sys.argv else measure())
