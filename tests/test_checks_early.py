@@ -79,6 +79,7 @@ def test_best_learning_rate(capsys):
     _ok(apprenticeship.check_best_learning_rate, 0.1, FakeSweep, capsys=capsys)
     _wrong(apprenticeship.check_best_learning_rate, 10.0, FakeSweep, capsys=capsys)  # exploded
     _wrong(apprenticeship.check_best_learning_rate, None, FakeSweep, capsys=capsys)
+    _wrong(apprenticeship.check_best_learning_rate, "fast", FakeSweep, capsys=capsys)  # not a number
 
 
 @pytest.mark.parametrize("lr, right", [(0.5, True), (1e-3, False), (10.0, False)])

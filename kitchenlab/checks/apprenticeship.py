@@ -65,19 +65,26 @@ def check_clip_by_global_norm(fn) -> bool:
     return fb.done()
 
 
+def _number(fb: Feedback, answer, look_at: str) -> float | None:
+    """``answer`` as a float, or None after telling the learner what is wrong with it."""
+    if answer is None:
+        fb.expect(False, "", f"answer is still None: look at {look_at}")
+        return None
+    try:
+        return float(answer)
+    except (TypeError, ValueError):
+        fb.expect(False, "", f"answer should be a number, got {answer!r}")
+        return None
+
+
 def check_best_learning_rate(answer, sweep) -> bool:
     """``answer``: the swept learning rate with the lowest final validation loss."""
     fb = Feedback("The best of the 16 kitchens")
     lrs = np.asarray(sweep.values["learning_rate"])
     final = np.where(np.asarray(sweep.diverged_at_step) > 0, np.inf, sweep.val_loss[:, -1])
     want = float(lrs[int(np.argmin(final))])
-    if answer is None:
-        fb.expect(False, "", "answer is still None: look at sweep.val_loss[:, -1]")
-        return fb.done()
-    try:
-        given = float(answer)
-    except (TypeError, ValueError):
-        fb.expect(False, "", f"answer should be a number, got {answer!r}")
+    given = _number(fb, answer, "sweep.val_loss[:, -1]")
+    if given is None:
         return fb.done()
     fb.expect(close(given, want, rtol=1e-3), f"learning rate {want:.3g}",
               f"{given:.3g} is not it: take np.argmin of the last epoch's validation loss, "
@@ -141,13 +148,8 @@ def check_best_rate(answer, race, optimizer: str = "adam") -> bool:
     if optimizer not in SOUS_CHEFS:
         fb.expect(False, "", f"optimizer must be one of {SOUS_CHEFS}, got {optimizer!r}")
         return fb.done()
-    if answer is None:
-        fb.expect(False, "", "answer is still None: look at race.mean_val_loss()")
-        return fb.done()
-    try:
-        given = float(answer)
-    except (TypeError, ValueError):
-        fb.expect(False, "", f"answer should be a number, got {answer!r}")
+    given = _number(fb, answer, "race.mean_val_loss()")
+    if given is None:
         return fb.done()
     band = race.good_band(optimizer)
     fb.expect(any(close(given, b, rtol=1e-3) for b in band),
