@@ -107,6 +107,14 @@ def compare_compile_modes(service, x: np.ndarray, *, trials: int = 3, repeats: i
             jax.block_until_ready(compiled(params, jnp.zeros_like(x)))
         return compiled, time.perf_counter() - t0
 
+    def aot_row(mode):  # prepare ``trials`` times, time each program's first and steady calls
+        runs = []
+        for _ in range(trials):
+            compiled, setup = prepare()
+            runs.append((setup, *time_call(lambda: jax.block_until_ready(compiled(params, x)),
+                                           repeats=repeats)))
+        return _row(mode, runs, _flops(compiled), np.asarray(compiled(params, x)))
+
     with disk_cache_off():
         # 2) jit: a fresh function each trial, so its first call compiles
         runs = []
@@ -117,22 +125,12 @@ def compare_compile_modes(service, x: np.ndarray, *, trials: int = 3, repeats: i
         rows.append(_row(JIT, runs, None, np.asarray(jitted(params, x))))
 
         # 3) ahead of time, XLA compiling before the doors open
-        runs = []
-        for _ in range(trials):
-            compiled, setup = prepare()
-            runs.append((setup, *time_call(lambda: jax.block_until_ready(compiled(params, x)),
-                                           repeats=repeats)))
-    rows.append(_row(AOT, runs, _flops(compiled), np.asarray(compiled(params, x))))
+        rows.append(aot_row(AOT))
 
     # 4) ahead of time, the compiled program read back from the persistent cache
     if disk_cache_on():
         prepare()  # writes the program to disk (or finds it there already)
-        runs = []
-        for _ in range(trials):
-            compiled, setup = prepare()
-            runs.append((setup, *time_call(lambda: jax.block_until_ready(compiled(params, x)),
-                                           repeats=repeats)))
-        rows.append(_row(AOT_CACHED, runs, _flops(compiled), np.asarray(compiled(params, x))))
+        rows.append(aot_row(AOT_CACHED))
     return rows
 
 
