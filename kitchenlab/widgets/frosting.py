@@ -18,6 +18,7 @@ import dataclasses
 import html
 
 import numpy as np
+from matplotlib.colors import to_rgb
 
 from kitchenlab import speculative
 from kitchenlab.experiments.frosting import DRAFT_LABELS, Grid
@@ -95,7 +96,7 @@ def draw(s: Station, fig):
     ax.set_title(DRAFT_LABELS.get(s.draft, s.draft), fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     strip = fig.add_axes((0.53, 0.15, 0.45, 0.72))
-    colours = np.array([[1.0, 1.0, 1.0]] + [_rgb(KIND_COLOURS[k]) for k in (1, 2, 3)])
+    colours = np.array([[1.0, 1.0, 1.0]] + [to_rgb(KIND_COLOURS[k]) for k in (1, 2, 3)])
     kinds = np.asarray(s.kinds)[: STRIP[0] * STRIP[1]].reshape(STRIP)
     strip.imshow(colours[kinds], aspect="auto", interpolation="nearest")
     strip.set_xticks([])
@@ -103,10 +104,6 @@ def draw(s: Station, fig):
     strip.grid(False)
     strip.set_title(f"the 256 tokens served, k = {s.k}: green accepted, yellow corrected, "
                     "blue bonus", fontsize=8)
-
-
-def _rgb(hex_colour: str) -> list[float]:
-    return [int(hex_colour[i: i + 2], 16) / 255 for i in (1, 3, 5)]
 
 
 def readout(s: Station) -> str:
